@@ -1,0 +1,122 @@
+"""dynsim.analysis against independent oracles: numpy eigvals, matrix powers, dense grids."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynsim
+from dynsim import analysis, landscapes, optim
+
+
+def random_points(rng, n=500):
+    k_eta = rng.uniform(1e-3, 2.5, n)
+    mu = rng.uniform(0.0, 0.999, n)
+    sigma = rng.uniform(-5, 30, n)
+    return k_eta, mu, sigma
+
+
+def test_spectral_radius_equals_numpy_eigvals(rng):
+    k_eta, mu, sigma = random_points(rng)
+    mats = np.asarray(analysis.companion_matrix(k_eta, mu, sigma))
+    ref = np.max(np.abs(np.linalg.eigvals(mats)), axis=-1)
+    np.testing.assert_allclose(analysis.spectral_radius(k_eta, mu, sigma), ref, rtol=1e-10)
+    def canonical(ev):  # conjugate pairs share a real part only up to rounding: order by imag, then real
+        order = np.lexsort((ev.real, np.round(ev.imag, 9)), axis=-1)
+        return np.take_along_axis(ev, order, -1)
+
+    ev = np.asarray(analysis.eigenvalues(k_eta, mu, sigma))
+    np.testing.assert_allclose(canonical(ev), canonical(np.linalg.eigvals(mats)), rtol=1e-8, atol=1e-12)
+
+
+def test_companion_matrix_powers_equal_trajectory(rng):
+    for k_eta, mu, sigma in zip(*random_points(rng, 5)):
+        k_eta = min(k_eta, 0.5)
+        t = dynsim.simulate(optim.super_accelerated(k_eta, mu, sigma), landscapes.quadratic(1.0), jnp.array([1.0]), 60)
+        m = np.asarray(analysis.companion_matrix(k_eta, mu, sigma))
+        x = np.array([1.0, 0.0])  # (θ_0, m_{-1})
+        for i in range(61):
+            np.testing.assert_allclose(t.theta[i, 0], x[0], rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(t.velocity[i, 0], x[1], rtol=1e-9, atol=1e-12)
+            x = m @ x
+
+
+def test_critical_sigma_is_double_root_and_minimises_rho():
+    for k_eta in [0.003, 0.01, 0.05, 0.2, 0.6, 1.5]:
+        for mu in [0.5, 0.9, 0.99]:
+            s_star = float(analysis.critical_sigma(k_eta, mu))
+            p, b = analysis.characteristic_coefficients(k_eta, mu, s_star)
+            assert abs(float(p * p - 4 * b)) < 1e-12
+            # dense-grid argmin of ρ brackets σ* (independent of the closed form)
+            grid = np.linspace(s_star - 2, s_star + 2, 400001)
+            rho = np.asarray(analysis.spectral_radius(k_eta, mu, grid))
+            assert abs(grid[np.argmin(rho)] - s_star) <= 2e-5 * max(1, abs(s_star))
+            # At Δ = 0, ρ depends on √Δ: a rounding-level Δ ~ 1e-16 moves ρ by ~1e-8 (float64).
+            rho_star = float(analysis.spectral_radius(k_eta, mu, s_star))
+            np.testing.assert_allclose(rho_star, analysis.min_spectral_radius(k_eta), rtol=3e-8)
+            assert rho.min() >= float(analysis.min_spectral_radius(k_eta)) - 3e-8  # no grid point does better
+
+
+def test_sigma_star_negative_threshold():
+    k0 = float(analysis.k_eta_sigma_star_zero(0.9))
+    assert abs(k0 - 0.0026334) < 1e-7  # the paper reports ≈ 0.0027 numerically
+    assert abs(float(analysis.critical_sigma(k0, 0.9))) < 1e-9
+    assert float(analysis.critical_sigma(k0 * 0.9, 0.9)) < 0 < float(analysis.critical_sigma(k0 * 1.1, 0.9))
+
+
+def test_exact_is_ode12_minus_one_and_ode_formulas_match_paper():
+    k_eta = np.logspace(-2.5, 0, 50)
+    np.testing.assert_allclose(
+        analysis.critical_sigma(k_eta, 0.9), analysis.sigma_star_ode12(k_eta, 0.9) - 1, rtol=1e-12
+    )
+    ke, g = 0.01, 0.9
+    assert np.isclose(analysis.sigma_star_ode12(ke, g), 2 / np.sqrt(ke) - (1 - g) / ke)
+    assert np.isclose(analysis.sigma_star_ode13(ke, g), -2 + 2 * np.sqrt(1 + 1 / ke) - (1 - g) / ke)
+    assert np.isclose(analysis.sigma_star_ode14(ke, g), -1 + np.sqrt(1 + 4 / ke) - (1 - g) / ke)
+    # ODE (11) is the paper's best; it is also closest to the exact σ* here
+    errs = [abs(f(ke, g) - analysis.critical_sigma(ke, g)) for f in
+            (analysis.sigma_star_ode12, analysis.sigma_star_ode13, analysis.sigma_star_ode14)]
+    assert np.argmin(errs) == 2
+
+
+def test_regimes_and_stability_interval(rng):
+    k_eta, mu, sigma = random_points(rng, 2000)
+    reg = np.asarray(analysis.regime(k_eta, mu, sigma))
+    rho = np.max(np.abs(np.linalg.eigvals(np.asarray(analysis.companion_matrix(k_eta, mu, sigma)))), -1)
+    ev = np.linalg.eigvals(np.asarray(analysis.companion_matrix(k_eta, mu, sigma)))
+    complex_pair = np.abs(ev[:, 0].imag) > 1e-9
+    assert np.all((reg == 3) == (rho >= 1))
+    assert np.all(reg[(rho < 1) & complex_pair] == 0)
+    assert np.all(reg[(rho < 1) & ~complex_pair & (np.abs(ev[:, 0] - ev[:, 1]) > 1e-6)] == 2)
+    lo, hi = analysis.stable_sigma_interval(k_eta, mu)
+    inside = (sigma > np.asarray(lo)) & (sigma < np.asarray(hi))
+    assert np.all(inside == (rho < 1 - 1e-12) | (np.abs(rho - 1) < 1e-9))
+    assert int(analysis.regime(0.01, 0.9, 9.0)) == 1
+    assert np.isinf(analysis.timescale(0.01, 0.9, -100.0))
+    np.testing.assert_allclose(analysis.timescale(0.01, 0.9, 1.0), -1 / np.log(analysis.spectral_radius(0.01, 0.9, 1.0)))
+
+
+def test_n_dim_rate_is_worst_mode(rng):
+    eig = np.sort(rng.uniform(0.05, 2.0, 6))
+    land = landscapes.quadratic_nd(eig, rotation_seed=1)
+    h = np.asarray(jax.hessian(land.loss)(jnp.zeros(6)))
+    lr, mu, s = 0.3, 0.8, 1.5
+    # the full 12x12 linear map on (θ, m) for SA on L = θᵀHθ/2
+    a = np.eye(6) - lr * h
+    bm = mu * np.eye(6) - lr * s * h
+    full = np.block([[a, bm], [-lr * h, bm]])
+    ref = np.max(np.abs(np.linalg.eigvals(full)))
+    np.testing.assert_allclose(analysis.spectral_radius_quadratic(eig, lr, mu, s), ref, rtol=1e-10)
+
+
+def test_spectral_radius_gradient_matches_analytic_away_from_kink():
+    k_eta, mu = 0.01, 0.9
+    s_star = float(analysis.critical_sigma(k_eta, mu))
+    d = jax.grad(analysis.spectral_radius, argnums=2)
+    for s in [s_star - 3, s_star - 0.5]:  # underdamped: ρ = √b, dρ/dσ = −kη/(2√b)
+        b = mu - k_eta * s
+        np.testing.assert_allclose(d(k_eta, mu, s), -k_eta / (2 * np.sqrt(b)), rtol=1e-10)
+    for s in [s_star + 0.5, s_star + 3]:  # overdamped: finite differences
+        h = 1e-6
+        fd = (analysis.spectral_radius(k_eta, mu, s + h) - analysis.spectral_radius(k_eta, mu, s - h)) / (2 * h)
+        np.testing.assert_allclose(d(k_eta, mu, s), fd, rtol=1e-6)
+        assert float(d(k_eta, mu, s)) > 0

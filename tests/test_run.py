@@ -1,0 +1,84 @@
+"""dynsim.simulate: shapes, purity, vmap, gradients, errors."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dynsim
+from dynsim import landscapes, optim
+
+
+def test_shapes_and_first_row():
+    t = dynsim.simulate(optim.super_accelerated(0.1, 0.9, 2.0), landscapes.nakerst2d(), jnp.array([-1.0, -3.8]), 7)
+    assert t.theta.shape == (8, 2) and t.loss.shape == (8,) and t.velocity.shape == (8, 2)
+    np.testing.assert_array_equal(t.theta[0], [-1.0, -3.8])
+    np.testing.assert_array_equal(t.velocity[0], [0.0, 0.0])
+    np.testing.assert_allclose(np.diff(t.theta, axis=0), t.velocity[1:], rtol=1e-12)
+    np.testing.assert_allclose(t.loss, jax.vmap(landscapes.nakerst2d().loss)(t.theta), rtol=1e-12)
+    assert int(t.state.count) == 7
+    assert dynsim.simulate(optim.gd(0.1), landscapes.quadratic(), jnp.ones(3), 0).theta.shape == (1, 3)
+
+
+def test_vmap_over_initial_points_matches_loop():
+    rule = optim.super_accelerated(0.01, 0.9, 3.0)
+    starts = jnp.array([[-1.0, -3.8], [0.0, 0.0], [3.0, 1.0]])
+    f = lambda x0: dynsim.simulate(rule, landscapes.nakerst2d(), x0, 50).theta
+    batched = jax.vmap(f)(starts)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], f(starts[i]), rtol=1e-12)
+
+
+def test_plain_optax_transformation_is_accepted():
+    t = dynsim.simulate(optax.sgd(0.1), landscapes.quadratic(2.0), jnp.array([1.0]), 3)
+    np.testing.assert_allclose(t.theta[:, 0], [1.0, 0.8, 0.64, 0.512])
+
+
+def objective(hp, steps=80):
+    lr, mu, s = hp
+    rule = optim.super_accelerated(lr, mu, s)
+    t = dynsim.simulate(rule, landscapes.nakerst2d(), jnp.array([-1.0, -3.8]), steps)
+    return jnp.log(jnp.sum((t.theta[-1] - landscapes.NAKERST2D_MINIMUM) ** 2)) + 0.1 * jnp.mean(t.loss)
+
+
+@pytest.mark.parametrize("hp", [(0.01, 0.9, 2.0), (0.005, 0.8, 4.0)])
+def test_gradient_wrt_hyperparameters_matches_finite_differences(hp):
+    hp = jnp.array(hp)
+    g = jax.grad(objective)(hp)
+    for i in range(3):
+        h = 1e-6 * max(1.0, abs(float(hp[i])))
+        e = jnp.zeros(3).at[i].set(h)
+        fd = (objective(hp + e) - objective(hp - e)) / (2 * h)
+        np.testing.assert_allclose(g[i], fd, rtol=2e-6, atol=1e-9)
+
+
+def test_gradient_wrt_initial_point_matches_finite_differences():
+    rule = optim.rmsprop_sa(0.01, 0.9, 2.0)
+    f = lambda x0: jnp.sum(dynsim.simulate(rule, landscapes.nakerst2d(), x0, 60).theta[-1] ** 2)
+    x0 = jnp.array([-1.0, -3.8])
+    g = jax.grad(f)(x0)
+    for i in range(2):
+        e = jnp.zeros(2).at[i].set(1e-6)
+        np.testing.assert_allclose(g[i], (f(x0 + e) - f(x0 - e)) / 2e-6, rtol=1e-6)
+
+
+def test_float32_stays_float32():
+    t = dynsim.simulate(optim.super_accelerated(0.1, 0.9, 2.0), landscapes.quadratic(1.0), jnp.ones(2, jnp.float32), 5)
+    assert t.theta.dtype == jnp.float32 and t.velocity.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(steps=-1), "steps=-1"),
+        (dict(steps=2.5), "steps=2.5"),
+        (dict(theta0=jnp.array([1, 2])), "theta0"),
+        (dict(loss_fn=3.0), "loss_fn"),
+        (dict(optimizer="sa"), "optimizer="),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    args = dict(optimizer=optim.gd(0.1), loss_fn=landscapes.quadratic(), theta0=jnp.ones(2), steps=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        dynsim.simulate(**args)
