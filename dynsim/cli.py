@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="fetch or check datasets")
     d.add_argument("action", choices=["get", "check", "path"])
     d.add_argument("name", help="dataset: mnist, fashion_mnist, cifar10")
-    d.add_argument("--data-dir", default=None, help="dataset root (default $DYNSIM_DATA_DIR or ~/.cache/dynsim)")
+    d.add_argument("--data-dir", default=None, help="folder holding the dataset files (default $DYNSIM_DATA_DIR/NAME or ~/.cache/dynsim/NAME)")
     d.set_defaults(func=_cmd_data)
     return p
 
