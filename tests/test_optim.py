@@ -221,12 +221,18 @@ def test_nesterov_time_varying_matches_su_boyd_candes():
 def run_optax_view(rule, loss, theta0, steps):
     """Drive the rule as a plain optax transformation and map Θ back to θ."""
     grad = jax.grad(loss)
+
+    @jax.jit
+    def step(params, state):
+        updates, state = rule.update(grad(params), state, params)
+        params = optax.apply_updates(params, updates)
+        return params, state, rule.to_paper(params, state)
+
     params, state = jnp.asarray(theta0), rule.init(jnp.asarray(theta0))
     out = [rule.to_paper(params, state)]
     for _ in range(steps):
-        updates, state = rule.update(grad(params), state, params)
-        params = optax.apply_updates(params, updates)
-        out.append(rule.to_paper(params, state))
+        params, state, theta = step(params, state)
+        out.append(theta)
     return np.array(out)
 
 
