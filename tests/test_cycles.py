@@ -1,0 +1,265 @@
+"""dynsim.cycles: attractor detection, rates and the optimal σ on a spectrum (float64 oracles)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynsim
+from dynsim import analysis, cycles, landscapes, optim
+from dynsim.figures import landscapes2d as l2d
+
+CODE = {name: i for i, name in enumerate(cycles.CLASSES)}
+
+
+# --------------------------------------------------------------------------- constructed sequences
+
+
+def _logistic(r, x0=0.3, n=600):
+    xs = [x0]
+    for _ in range(n):
+        xs.append(r * xs[-1] * (1 - xs[-1]))
+    return np.array(xs)[:, None]
+
+
+def test_orbit_period_constructed_sequences():
+    t = np.arange(200)
+    fixed = np.tile([[1.0, -2.0]], (200, 1))
+    two = np.where(t[:, None] % 2 == 0, [0.5, 1.0], [0.7, 0.9])
+    three = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]])[t % 3]
+    drift = np.stack([1e-3 * t, np.zeros(200)], 1)  # moving, never periodic
+    seqs = jnp.asarray(np.stack([fixed, two, three, drift]))
+    per = np.asarray(cycles.orbit_period(seqs, window=16))
+    assert per.tolist() == [1, 2, 3, 0]
+    # a 2-cycle with a tiny perturbation above the tolerance is not periodic
+    noisy = two + 1e-4 * np.random.default_rng(0).standard_normal(two.shape)
+    assert int(cycles.orbit_period(jnp.asarray(noisy), window=16)) == 0
+    assert int(cycles.orbit_period(jnp.asarray(noisy), window=16, atol=1e-2)) == 2
+
+
+def test_classify_orbit_classes():
+    t = np.arange(300)
+    minimum = np.array([1.0, 2.0])
+    conv = minimum + np.stack([0.9 ** t, (-0.8) ** t], 1)  # converging, oscillating
+    cyc = minimum + np.where(t[:, None] % 2 == 0, 0.3, -0.3) * np.array([1.0, 0.5])
+    far_fp = np.tile([[5.0, 5.0]], (300, 1))
+    div = conv.copy()
+    div[-5:] = np.nan
+    unsettled = np.stack([np.sin(0.1 * t * np.sqrt(2)), np.cos(0.1 * t)], 1) + 10
+    code, per = cycles.classify_orbit(jnp.asarray(np.stack([conv, cyc, far_fp, div, unsettled])), minimum)
+    assert [cycles.CLASSES[int(c)] for c in code] == ["minimum", "cycle", "fixed_point", "diverged", "unsettled"]
+    assert int(per[1]) == 2 and int(per[2]) == 1
+    # without a known minimum the converged run is a fixed point
+    code, _ = cycles.classify_orbit(jnp.asarray(conv))
+    assert int(code) == CODE["fixed_point"]
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="theta"):
+        cycles.orbit_period(jnp.ones(10))
+    with pytest.raises(ValueError, match="time points"):
+        cycles.orbit_period(jnp.ones((10, 1)), window=32)
+    with pytest.raises(ValueError, match="max_period"):
+        cycles.orbit_period(jnp.ones((100, 1)), max_period=0)
+
+
+# --------------------------------------------------------------------------- a map known to cycle
+
+
+@pytest.mark.parametrize("r,period,kind", [(2.8, 1, "fixed_point"), (3.2, 2, "cycle"), (3.5, 4, "cycle"),
+                                           (3.9, 0, "unsettled")])
+def test_logistic_map(r, period, kind):
+    code, per = cycles.classify_orbit(jnp.asarray(_logistic(r)), max_period=8, window=64)
+    assert cycles.CLASSES[int(code)] == kind and int(per) == period
+
+
+def test_logistic_two_cycle_points_and_floquet():
+    r = 3.2
+    disc = math.sqrt((r - 3) * (r + 1))
+    exact = sorted([(r + 1 + disc) / (2 * r), (r + 1 - disc) / (2 * r)])
+    got = sorted(np.asarray(cycles.cycle_points(jnp.asarray(_logistic(r)), 2))[:, 0])
+    np.testing.assert_allclose(got, exact, rtol=0, atol=1e-12)
+    step = lambda x: r * x * (1 - x)
+    x, res = cycles.refine_cycle(step, jnp.array([0.5]), 2)
+    assert float(res) < 1e-14
+    assert min(abs(float(x[0]) - e) for e in exact) < 1e-13
+    mult = cycles.floquet_multipliers(step, x, 2)
+    np.testing.assert_allclose(mult.real, [4 + 2 * r - r * r], atol=1e-12)  # f'(x+) f'(x-) = 4 + 2r − r²
+
+
+@pytest.mark.slow
+def test_nakerst2d_two_cycle_is_a_flip_bifurcation():
+    """SA on eq. (15), η = 0.01: θ* loses stability at σ_flip = (1+g)/(k_max η) − ½ into a 2-cycle."""
+    L = landscapes.nakerst2d()
+    M = jnp.asarray(landscapes.NAKERST2D_MINIMUM)
+    k_max = float(np.max(np.linalg.eigvalsh(np.asarray(jax.hessian(L.loss)(M)))))
+    eta, g = 0.01, 0.9
+    s_flip = (1 + g) / (k_max * eta) - 0.5
+    sig = jnp.array([3.0, s_flip - 0.05, s_flip + 0.05, 7.0])
+    run = jax.jit(jax.vmap(lambda s: dynsim.simulate(optim.super_accelerated(eta, g, s), L, jnp.array([-1.0, -3.8]),
+                                                     5000).theta))
+    th = run(sig)
+    code, per = cycles.classify_orbit(th, M, window=64)
+    assert [cycles.CLASSES[int(c)] for c in code[:2]] == ["minimum", "minimum"]
+    assert [cycles.CLASSES[int(c)] for c in code[2:]] == ["cycle", "cycle"]
+    assert per[2:].tolist() == [2, 2]
+    # σ = 7: Newton-refined 2-cycle away from θ* (paper: "oscillates between two nearby points"), attracting
+    step = jax.jit(l2d._sa_state_map(optim.super_accelerated(eta, g, 7.0), L.loss))
+    x0 = jnp.concatenate([th[3, -1], th[3, -1] - th[3, -2]])
+    x, res = cycles.refine_cycle(step, x0, 2)
+    assert float(res) < 1e-10
+    p1 = np.asarray(x[:2])
+    p2 = np.asarray(step(x)[:2])
+    assert np.linalg.norm(p1 - np.asarray(M)) > 0.5 and 0 < np.linalg.norm(p1 - p2) < 0.1
+    assert np.max(np.abs(cycles.floquet_multipliers(step, x, 2))) < 1
+    assert np.linalg.norm(np.asarray(step(step(x))) - np.asarray(x)) < 1e-12
+
+
+# --------------------------------------------------------------------------- rates
+
+
+def test_log_slope_and_mask():
+    t = np.arange(100.0)
+    y = 3.0 * 0.97 ** t
+    y[:10] = 5.0  # transient, masked out
+    y[50] = 0.0  # non-positive: ignored
+    s, n = cycles.log_slope(jnp.asarray(y), jnp.asarray(t >= 10))
+    assert abs(float(s) - math.log(0.97)) < 1e-13 and int(n) == 89
+    s, n = cycles.log_slope(jnp.ones(5), jnp.zeros(5, bool))
+    assert np.isnan(float(s)) and int(n) == 0
+
+
+def test_envelope_decay_against_damped_oscillation():
+    t = np.arange(3000.0)
+    rho = 0.995
+    x = rho ** t * np.cos(0.3 * t + 0.2)
+    s, T, n = cycles.envelope_decay(jnp.asarray(x), floor=1e-300)
+    assert abs(float(s) / math.log(rho) - 1) < 2e-3
+    # the floor truncates the fit; a late regrowth after it does not matter
+    y = 0.9 ** t
+    y[200:] = 0.5
+    s, T, n = cycles.envelope_decay(jnp.asarray(y), floor=1e-8)
+    assert abs(float(s) - math.log(0.9)) < 1e-12 and int(n) == int(np.ceil(math.log(1e-8) / math.log(0.9)))
+
+
+# --------------------------------------------------------------------------- optimal σ on a spectrum
+
+
+def _rho_np(keta, g, s):
+    """Float64 numpy oracle (complex arithmetic): largest |root| of λ² − (1 + b − kη)λ + b, b = g − kησ."""
+    keta, s = np.broadcast_arrays(np.asarray(keta, float), np.asarray(s, float))
+    b = g - keta * s
+    p = 1 + b - keta
+    sq = np.sqrt(p * p - 4 * b + 0j)
+    return np.maximum(np.abs((p + sq) / 2), np.abs((p - sq) / 2))
+
+
+def test_optimal_sigma_single_mode_is_critical_sigma():
+    for keta in (0.003, 0.01, 0.1, 0.5, 1.5):
+        s, r = cycles.optimal_sigma_spectrum(jnp.array([1.0]), keta, 0.9)
+        assert abs(float(s) - float(analysis.critical_sigma(keta, 0.9))) < 1e-6 * max(1, abs(float(s)))
+        # ρ has a √-kink at σ*: evaluated there in float64 its error is ~√ε, not ε
+        assert abs(float(r) - abs(1 - math.sqrt(keta))) < 3e-8
+
+
+def test_optimal_sigma_brute_force_random_spectra():
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        eig = np.exp(rng.uniform(np.log(1e-3), 0, size=8))
+        eig /= eig.max()
+        eta = float(np.exp(rng.uniform(np.log(0.01), np.log(2.0))))
+        g = float(rng.uniform(0.5, 0.95))
+        s, r = (float(v) for v in cycles.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+        lo, hi = (g - 1) / eta, (g + 1) / eta - 0.5
+        grid = np.linspace(lo, hi, 4001)[1:-1]
+        brute = _rho_np(eig[None, :] * eta, g, grid[:, None]).max(axis=1)
+        assert r <= brute.min() + 1e-12
+        assert abs(_rho_np(eig * eta, g, s).max() - r) < 3e-8  # √ε at a kink
+        # the theorem: σ_opt > 0 iff every mode is under-damped under heavy ball
+        helps = bool(cycles.superacceleration_helps(jnp.asarray(eig), eta, g))
+        assert helps == (s > 0)
+
+
+def test_two_mode_closed_form_matches_numeric():
+    g = 0.9
+    for kappa in (1.5, 10.0, 100.0, 1000.0):
+        for eta in (0.003, 0.05, 0.3, 1.0, 2.5):
+            s_num, r_num = (float(v) for v in cycles.optimal_sigma_spectrum(jnp.array([1 / kappa, 1.0]), eta, g))
+            s_cf, r_cf, kind = cycles.two_mode_optimal_sigma(eta / kappa, eta, g)
+            assert abs(r_cf - r_num) < 1e-7, (kappa, eta, kind)
+            assert abs(s_cf - s_num) < 1e-4 * max(1.0, abs(s_cf)), (kappa, eta, kind)
+            assert abs(_rho_np(np.array([eta / kappa, eta]), g, s_cf).max() - r_cf) < 3e-8  # √ε at a kink
+
+
+def test_optimal_sigma_unstable_and_bad_input():
+    s, r = cycles.optimal_sigma_spectrum(jnp.array([1.0]), 5.0, 0.9)  # kη ≥ 4: no stable σ
+    assert np.isnan(float(s)) and np.isnan(float(r))
+    with pytest.raises(ValueError, match="eigenvalues"):
+        cycles.optimal_sigma_spectrum(jnp.array([1.0, -1.0]), 0.1, 0.9)
+    with pytest.raises(ValueError, match="k_eta"):
+        cycles.two_mode_optimal_sigma(0.0, 1.0, 0.9)
+    s, r = cycles.optimal_sigma_spectrum(jnp.array([0.1, 1.0]), jnp.array([0.1, 0.5]), 0.9)
+    assert s.shape == (2,) and r.shape == (2,)
+
+
+def test_quadratic_spectrum_optimum_vs_simulation():
+    """The exact optimum is what a real run of the map on a rotated quadratic achieves, and beats σ ± δ."""
+    g = 0.9
+    eig = np.geomspace(0.01, 1.0, 20)
+    eta = 0.5
+    s, r = (float(v) for v in cycles.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+    d = 0.1 * max(1.0, abs(s))
+    meas = l2d.simulated_rate(eig, eta, g, np.array([s - d, s, s + d]), steps=6000)
+    assert abs(math.log(meas[1]) / math.log(r) - 1) < 5e-3
+    assert meas[1] < meas[0] and meas[1] < meas[2]
+    exact = np.asarray(analysis.spectral_radius_quadratic(jnp.asarray(eig), eta, g, jnp.array([s - d, s + d])))
+    np.testing.assert_allclose(meas[[0, 2]], exact, rtol=5e-3)
+
+
+@pytest.mark.slow
+def test_fig4_late_rate_equals_worst_mode_rate():
+    """Linear regression (Nakerst §3.2): loss − L* decays as ρ_worst^{2t} for each σ."""
+    L = landscapes.linear_regression()
+    eig = np.asarray(L.hessian_eigenvalues)
+    methods = (("hb", 0.9, 0.0), ("sa4", 0.9, 4.0), ("sa8", 0.9, 8.0))
+    loss, exc = l2d.fig4_runs(3000, 0.005, methods)
+    rates = []
+    for (_, g, s), e in zip(methods, exc):
+        meas, pred, t_a = l2d.late_rate_check(e, eig, 0.005, g, s)
+        assert t_a < 2200
+        assert abs(meas / pred - 1) < 1e-6
+        rates.append(meas)
+    # σ-independent to < 1%, but resolvably slower with larger σ (over-damped flattest mode)
+    assert rates[0] < rates[1] < rates[2] and abs(rates[2] / rates[0] - 1) < 1e-2
+
+
+# --------------------------------------------------------------------------- NTK
+
+
+def test_ntk_gram_equals_jacobian_product():
+    x, _ = l2d.ntk_data(n=5, d=3, seed=2)
+    w, a = l2d.two_layer_init(7, 3, seed=2)
+    x, w, a = jnp.asarray(x), jnp.asarray(w), jnp.asarray(a)
+    jac = jax.jacrev(lambda w: l2d.two_layer_apply(w, a, x))(w).reshape(5, -1)
+    np.testing.assert_allclose(np.asarray(l2d.ntk_gram(w, a, x)), np.asarray(jac @ jac.T), rtol=0, atol=1e-14)
+
+
+def test_ntk_gram_tends_to_infinite_width_kernel():
+    x, _ = l2d.ntk_data(n=6, d=4, seed=3)
+    w, a = l2d.two_layer_init(40000, 4, seed=3)
+    h = np.asarray(l2d.ntk_gram(jnp.asarray(w), jnp.asarray(a), jnp.asarray(x)))
+    h_inf = l2d.ntk_gram_infinite(x)
+    np.testing.assert_allclose(np.diag(h_inf), 0.5, atol=1e-12)  # x on the sphere: P(wᵀx > 0) = 1/2
+    assert np.max(np.abs(h - h_inf)) < 0.02  # Monte-Carlo error ~ 1/(2√m) = 0.0025
+
+
+def test_train_optax_matches_simulate():
+    """The optax view (Θ) of a rule, mapped to θ, reproduces dynsim.simulate's paper iterates."""
+    L = landscapes.quadratic_nd(np.array([0.1, 0.5, 1.0]), rotation_seed=1)
+    th0 = jnp.array([1.0, -0.5, 0.3])
+    for rule in (optim.heavy_ball(0.3, 0.8), optim.nesterov_time_varying(0.3, 3.0), optim.super_accelerated(0.3, 0.9, 2.0)):
+        losses, th = l2d.train_optax(rule, L.loss, th0, 50)
+        tr = dynsim.simulate(rule, L, th0, 50)
+        np.testing.assert_allclose(np.asarray(losses), np.asarray(tr.loss), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(th), np.asarray(tr.theta[-1]), rtol=1e-10, atol=1e-14)
