@@ -43,6 +43,7 @@ __all__ = [
     "CNN",
     "Model",
     "nielsen_init",
+    "max_pool_2x2",
     "quadratic_loss",
     "cross_entropy_loss",
     "nielsen_mlp",
@@ -116,6 +117,21 @@ class MLP(nn.Module):
         return x
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2×2 max-pool, stride 2, VALID (odd edges dropped): ``nn.max_pool(x, (2, 2), (2, 2))``.
+
+    Written as reshape + max: the same forward, but its gradient is a cheap mask instead of
+    XLA's select-and-scatter, which halves the time of a small CNN step on XLA:CPU.
+
+    >>> import jax.numpy as jnp
+    >>> max_pool_2x2(jnp.arange(16.0).reshape(1, 4, 4, 1))[0, :, :, 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+    """
+    n, h, w, c = x.shape
+    x = x[:, : h - h % 2, : w - w % 2, :]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 class CNN(nn.Module):
     """Small convnet: [conv 3x3 → ReLU → 2x2 max-pool] per entry of ``channels``,
     then ReLU dense layers ``dense`` and a linear output of ``num_classes`` logits."""
@@ -128,7 +144,7 @@ class CNN(nn.Module):
     def __call__(self, x):
         for i, c in enumerate(self.channels):
             x = nn.Conv(c, (3, 3), padding="SAME", name=f"conv{i}")(x)
-            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+            x = max_pool_2x2(nn.relu(x))
         x = x.reshape((x.shape[0], -1))
         for i, f in enumerate(self.dense):
             x = nn.relu(nn.Dense(f, name=f"dense{i}")(x))

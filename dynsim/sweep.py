@@ -1262,7 +1262,6 @@ def locate(
     boundary: bool = True,
     T_scan: int = 64,
     refine_dtype: str | None = "float64",
-    progress: bool = False,
 ):
     r"""Locate the minimiser of the contraction (and of ``T``) along ``over``.
 

@@ -131,3 +131,11 @@ def test_default_init_is_truncated_lecun_normal():
     c = models.cnn((4,), ())
     k = np.asarray(c.init(0, (8, 8, 3), jnp.float64)["conv0"]["kernel"])
     assert k.shape == (3, 3, 3, 4) and np.abs(k).max() < 2 / 0.87962566103423978 / np.sqrt(27)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 8, 3), (1, 7, 9, 2)])
+def test_max_pool_matches_flax(shape, rng):
+    import flax.linen as nn
+
+    x = jnp.asarray(rng.normal(size=shape))
+    np.testing.assert_array_equal(models.max_pool_2x2(x), nn.max_pool(x, (2, 2), strides=(2, 2)))

@@ -145,6 +145,9 @@ def fig1(out: pathlib.Path, quick: bool = False) -> None:
         zero_sweep = float(np.exp(lk))
     else:
         zero_sweep = float("nan")
+    # exact σ* = 1  ⇔  2kη − 2√kη + (1 − g) = 0  (s = √kη)
+    disc = np.sqrt(4 - 8 * (1 - G))
+    lo_1, hi_1 = ((2 - disc) / 4) ** 2, ((2 + disc) / 4) ** 2
     rel = np.abs(found - exact) / np.abs(exact)
     well = np.abs(exact) > 0.5
     i01 = int(np.argmin(np.abs(k_eta - 0.01)))
@@ -155,8 +158,9 @@ def fig1(out: pathlib.Path, quick: bool = False) -> None:
             ["σ* at kη = 0.01", "≈ 9 (Fig. 1b / 2a)", found[i01], exact[i01]],
             ["max σ* over kη", "≈ 9 (Fig. 1b)", np.nanmax(found), np.nanmax(exact)],
             ["best ODE estimate", "eq. (14) (midpoint)", "eq. (14)", "exact = eq. (12) − 1"],
-            ["σ* > 1 for", "all but tiny and very large kη", f"kη ∈ [{k_eta[found > 1].min():.3g}, "
-                                                                  f"{k_eta[found > 1].max():.3g}]", "—"],
+            ["σ* > 1 for", "all but very small and very large kη",
+             f"kη ∈ [{k_eta[found > 1].min():.3g}, {k_eta[found > 1].max():.3g}] (grid: [{k_eta.min():.3g}, "
+             f"{k_eta.max():.3g}])", f"kη ∈ ({lo_1:.4g}, {hi_1:.4g})"],
         ],
     )
     ode_err = {n: float(np.nanmax(np.abs(odes[n] - exact)[k_eta >= 0.01])) for n in (12, 13, 14)}
