@@ -35,10 +35,28 @@ except exactly at ``Δ = 0`` where ``ρ(σ)`` has a kink: its one-sided derivati
 there are ``−kη/(2√b*)`` from the under-damped side and ``+∞`` from the
 over-damped side (the square root of ``Δ`` opens vertically). Gradient code should
 therefore not rely on ``∂ρ/∂σ`` at σ*; :mod:`dynsim.tune` smooths it.
+
+**Optimal σ on a spectrum.** On an N-dim
+quadratic the asymptotic rate of the super-accelerated map is the worst mode's,
+``R(σ) = max_i ρ(k_i η, g, σ)``. Each ``ρ_i`` decreases in σ while mode ``i`` is
+under-damped (``ρ = √(g − k_iησ)``) and increases once it is over-damped, so ``R`` is
+quasi-convex and :func:`optimal_sigma_spectrum` finds its minimiser by a dense grid
+and golden-section refinement. :func:`two_mode_optimal_sigma` is the closed form for
+two modes: the optimum is a critical point ``σ*_i`` or the σ where one mode's
+under-damped rate ``√(g − uσ)`` equals the other's over-damped rate, a cubic in ρ.
+At ``σ = 0`` every under-damped mode has ``ρ = √g`` and every over-damped one
+``ρ > √g``; hence (:func:`superacceleration_helps`) **σ > 0 beats heavy ball on
+the worst mode iff** ``k_min η > (1 − √g)²`` — the 1-D threshold of Nakerst §2.4
+applied to the flattest direction.
 """
 from __future__ import annotations
 
+import functools
+import math
+
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "REGIMES",
@@ -56,6 +74,10 @@ __all__ = [
     "sigma_star_ode14",
     "k_eta_sigma_star_zero",
     "spectral_radius_quadratic",
+    "worst_mode_rate",
+    "optimal_sigma_spectrum",
+    "two_mode_optimal_sigma",
+    "superacceleration_helps",
 ]
 
 REGIMES = ("underdamped", "critical", "overdamped", "unstable")
@@ -190,3 +212,148 @@ def spectral_radius_quadratic(hessian_eigenvalues, learning_rate, momentum, sigm
     k = jnp.asarray(hessian_eigenvalues)
     lr, mu, s = (jnp.asarray(x)[..., None] for x in (learning_rate, momentum, sigma))
     return jnp.max(spectral_radius(k * lr, mu, s), axis=-1)
+
+
+# --------------------------------------------------------------------------- optimal σ on a spectrum
+
+
+def worst_mode_rate(eigenvalues, learning_rate, momentum, sigma):
+    """``R(σ) = max_i ρ(k_i η, g, σ)`` (alias of :func:`spectral_radius_quadratic`)."""
+    return spectral_radius_quadratic(eigenvalues, learning_rate, momentum, sigma)
+
+
+_GOLD = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def _optimal_sigma_scalar(eig, lr, mu, num: int, iters: int):
+    kmax = jnp.max(eig) * lr
+    lo = (mu - 1.0) / kmax  # Jury bounds of the stiffest mode (the others' are wider)
+    hi = (mu + 1.0) / kmax - 0.5
+    ok = hi > lo
+    h = jnp.where(ok, hi - lo, 1.0)
+    grid = lo + h * (jnp.arange(1, num + 1) / (num + 1))  # open interval
+    r = spectral_radius_quadratic(eig, lr, mu, grid)
+    j = jnp.argmin(r)
+    a = jnp.where(j > 0, grid[jnp.maximum(j - 1, 0)], lo)
+    b = jnp.where(j < num - 1, grid[jnp.minimum(j + 1, num - 1)], hi)
+    f = lambda s: spectral_radius_quadratic(eig, lr, mu, s)
+
+    def body(_, ab):  # golden section on the quasi-convex R(σ)
+        a, b = ab
+        c = b - _GOLD * (b - a)
+        d = a + _GOLD * (b - a)
+        left = f(c) <= f(d)
+        return jnp.where(left, a, c), jnp.where(left, d, b)
+
+    a, b = jax.lax.fori_loop(0, iters, body, (a, b))
+    s = 0.5 * (a + b)
+    # the optimum may sit exactly on a mode's critical σ*, where R has a √-kink that golden
+    # section resolves only to √ε in ρ: offer every σ*_i as a candidate too
+    crit = jnp.clip(critical_sigma(eig * lr, mu), lo, hi)
+    cand = jnp.concatenate([jnp.stack([s, grid[j]]), crit])
+    rc = jnp.concatenate([jnp.stack([f(s), r[j]]), jax.vmap(f)(crit)])
+    k = jnp.argmin(rc)
+    nan = jnp.asarray(jnp.nan, s.dtype)
+    return jnp.where(ok, cand[k], nan), jnp.where(ok, rc[k], nan)
+
+
+def optimal_sigma_spectrum(eigenvalues, learning_rate, momentum, *, num: int = 2049, iters: int = 80):
+    r"""σ minimising the worst-mode rate ``max_i ρ(k_i η, g, σ)``; returns ``(σ_opt, ρ_opt)``.
+
+    Exact up to the refinement tolerance: a dense grid over the stable σ-interval of the
+    stiffest mode, ``((g−1)/k_max η, (g+1)/k_max η − 1/2)``, then golden section on
+    the bracket around the grid minimum (``R`` is quasi-convex, so the bracket holds
+    the minimiser); every mode's critical σ*ᵢ is also tried, since an optimum on a
+    √-kink is otherwise resolved only to √ε in ρ. ``learning_rate`` and ``momentum`` broadcast; NaN where no σ is
+    stable. One mode reduces to :func:`critical_sigma`.
+
+    >>> s, r = optimal_sigma_spectrum(jnp.array([1.0]), 0.01, 0.9)
+    >>> round(float(s), 6), round(float(r), 6)          # σ* = 9, ρ = 1 − √0.01
+    (9.0, 0.9)
+    """
+    eig = jnp.asarray(eigenvalues)
+    if eig.ndim != 1 or eig.shape[0] == 0:
+        raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape {eig.shape}")
+    if not isinstance(eig, jax.core.Tracer) and not bool(jnp.all(eig > 0)):
+        raise ValueError("eigenvalues must all be > 0")
+    if int(num) < 3:
+        raise ValueError(f"num={num!r} must be >= 3")
+    lr, mu = jnp.broadcast_arrays(
+        *(jnp.asarray(x, dtype=jnp.result_type(float, eig.dtype)) for x in (learning_rate, momentum))
+    )
+    flat = _optimal_sigma_batch(eig, lr.reshape(-1), mu.reshape(-1), int(num), int(iters))
+    return tuple(v.reshape(lr.shape) for v in flat)
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _optimal_sigma_batch(eig, lr, mu, num, iters):
+    return jax.vmap(lambda a, b: _optimal_sigma_scalar(eig, a, b, num, iters))(lr, mu)
+
+
+def superacceleration_helps(eigenvalues, learning_rate, momentum):
+    r"""Whether some σ > 0 beats heavy ball (σ = 0) on the worst-mode rate.
+
+    True iff every mode is under-damped under heavy ball, i.e.
+    ``k_min η > (1 − √g)²`` (and the stiffest mode is heavy-ball stable with
+    ``k_max η < (1 + √g)²``): then ``ρ_i = √(g − k_iησ)`` falls for all modes as σ
+    grows from 0; otherwise an over-damped mode, whose rate rises with σ, is already
+    the worst at σ = 0.
+    """
+    k = jnp.asarray(eigenvalues) * jnp.asarray(learning_rate)[..., None]
+    sg = jnp.sqrt(jnp.asarray(momentum))[..., None]
+    return jnp.all((k > (1 - sg) ** 2) & (k < (1 + sg) ** 2), axis=-1)
+
+
+def two_mode_optimal_sigma(k_eta_small, k_eta_large, momentum):
+    r"""Closed-form optimum of ``max(ρ(a, g, σ), ρ(A, g, σ))`` for two modes ``a = k₁η``, ``A = k₂η``.
+
+    Candidates: the critical points ``σ*(a)``, ``σ*(A)`` (one mode critically damped
+    and dominant), and the balance points where an under-damped mode ``U`` (kη = u,
+    ``ρ² = g − uσ``) and an over-damped mode ``O`` (kη = o, real root ``λ = sρ``,
+    ``s = ±1``) have equal rates. Substituting ``σ = (g − ρ²)/u`` into
+    ``λ² − (1 + b_O − o)λ + b_O = 0`` with ``b_O = g − oσ`` and ``r = o/u`` gives the cubic
+
+    .. math::  −s\,r\,ρ^3 + (1 + r)\,ρ^2 − s\,(1 − o + g(1 − r))\,ρ + g(1 − r) = 0 .
+
+    The answer is the admissible candidate with the smallest worst rate. NumPy,
+    float64, scalars. Returns ``(σ_opt, ρ_opt, kind)``, ``kind`` one of
+    ``"critical-small"``, ``"critical-large"``, ``"balance"``.
+    """
+    a, A, g = float(k_eta_small), float(k_eta_large), float(momentum)
+    if not (a > 0 and A > 0):
+        raise ValueError(f"k_eta_small={a}, k_eta_large={A} must be > 0")
+
+    def rho(k, s):  # max |root| of λ² − (1 + b − k)λ + b, b = g − kσ (plain float64)
+        b = g - k * s
+        p = 1 + b - k
+        disc = p * p - 4 * b
+        return (abs(p) + math.sqrt(disc)) / 2 if disc >= 0 else math.sqrt(abs(b))
+
+    def crit(k):
+        return (g - (1 - math.sqrt(k)) ** 2) / k
+
+    def worst(s):
+        return max(rho(a, s), rho(A, s))
+
+    cands = [(crit(a), "critical-small"), (crit(A), "critical-large")]
+    for u, o in ((a, A), (A, a)):
+        r = o / u
+        for s in (1.0, -1.0):
+            coeffs = [-s * r, 1 + r, -s * (1 - o + g * (1 - r)), g * (1 - r)]
+            for root in np.roots(coeffs):
+                if abs(root.imag) > 1e-9 * max(1.0, abs(root.real)):
+                    continue
+                p = root.real
+                if not 0 < p < 1:
+                    continue
+                sig = (g - p * p) / u
+                # admissible: U under-damped and O over-damped with the assumed sign, same rate
+                pu, bu = 1 + (g - u * sig) - u, g - u * sig
+                po, bo = 1 + (g - o * sig) - o, g - o * sig
+                if pu * pu - 4 * bu > 1e-12 or po * po - 4 * bo < -1e-12 or np.sign(po) != s:
+                    continue
+                if abs(rho(u, sig) - rho(o, sig)) > 1e-8:
+                    continue
+                cands.append((sig, "balance"))
+    best = min(cands, key=lambda c: worst(c[0]))
+    return best[0], worst(best[0]), best[1]

@@ -24,7 +24,8 @@ def _cmd_figure(args: argparse.Namespace) -> int:
     names = list(figures.available()) if args.names == ["all"] else args.names
     for name in names:
         out = figures.run(name, args.out if len(names) == 1 else None, quick=args.quick)
-        print(f"{name}: wrote {out}")
+        kept = f" (previous contents kept in {figures.last_previous})" if figures.last_previous else ""
+        print(f"{name}: wrote {out}{kept}")
     return 0
 
 

@@ -27,8 +27,13 @@ ones), all padded to the same size, so one jitted program (``vmap`` over points 
 sharded over all local devices with ``jax.shard_map`` on a 1-D ``Mesh`` (axis
 ``"points"``); each device computes its points' coordinates from the chunk offset
 (no host→device transfer of the grid) and runs them in cache-sized blocks
-(``block_size``; ``lax.map`` over blocks; 4096 points on CPU, where 1024 is ~25% slower
-and 16384 falls out of L2; the whole local chunk on accelerators). Chunk ``i+1`` is
+(``block_size``; ``lax.map`` over blocks, evened out so that padding stays under 8
+points per block; at most 2^18 points on CPU, the whole local chunk on accelerators).
+On XLA:CPU each iteration of a ``while`` loop costs a fixed few microseconds, so small
+blocks pay it per step: on the 2-core dev box, σ* metrics at 4096 steps, the kernel runs
+at 7.4e9 point-steps/s with 4096-point blocks, 9.2e9 with 16384, 1.1e10 with
+65536-262144 (unroll 8; 1.2e10 with unroll 4, see :func:`default_unroll`), and falls
+again beyond 2^18 points (8.4e9 → 6.8e9 at 2^20, 1024 steps: out of cache). Chunk ``i+1`` is
 dispatched before the host waits for chunk ``i``, so writing overlaps computing.
 Donation does not apply: a chunk's inputs are the grid coordinates (reused by every
 chunk) and two scalars, and the state lives in the scan carry, which XLA updates in
@@ -91,6 +96,7 @@ __all__ = [
     "SWEEPABLE_LANDSCAPE_PARAMS",
     "DEFAULT_THETA0",
     "trace_count",
+    "default_unroll",
 ]
 
 # Landscape parameters that may vary per point (the factory accepts tracers).
@@ -318,7 +324,7 @@ def _plan(
         v = values_of(name)
         if v is not None and np.any(v < 0):
             raise ValueError(f"grid[{name!r}]: negative values (min {v.min():g}); learning rates must be >= 0")
-    # Every other constraint: call the factory with each value once (concrete, on host).
+    # Every other constraint: call the factory with the extreme values (concrete, on host).
     defaults = {
         p.name: p.default for p in sig.values() if p.default is not inspect.Parameter.empty
     }
@@ -336,7 +342,11 @@ def _plan(
         vals = values_of(name)
         if vals is None:
             continue
-        for val in np.unique(vals):
+        bad = vals[~np.isfinite(vals)]
+        if bad.size:
+            raise ValueError(f"grid[{name!r}]: {name}={bad[0]} must be finite")
+        # optim's constraints are intervals, so the extremes decide for every value between
+        for val in np.unique([vals.min(), vals.max()]):
             try:
                 rule_factory(**{**base, name: float(val)})
             except ValueError as e:
@@ -402,6 +412,8 @@ def _plan(
         raise ValueError(f"eps={eps} must be > 0")
     if not float(divergence_factor) > 1:
         raise ValueError(f"divergence_factor={divergence_factor} must be > 1")
+    if unroll is None:
+        unroll = default_unroll()
     if int(unroll) < 1:
         raise ValueError(f"unroll={unroll} must be >= 1")
     if chunk_size is not None and int(chunk_size) < 1:
@@ -515,10 +527,24 @@ class _Layout:
         return int(np.prod(self.shape[: self.axis])) * self.per_row
 
     @property
+    def n_blocks(self) -> int:  # vmapped scans per device per chunk
+        return -(-self._raw // self.block_size)
+
+    @property
+    def block_points(self) -> int:
+        """Points per vmapped scan: ``block_size`` evened out over the blocks so that padding
+        stays below 8 points per block (a 262,182-point chunk in blocks of at most 2^18 is
+        two blocks of 131,096, not two of 262,144)."""
+        b = -(-self._raw // self.n_blocks)
+        return -(-b // 8) * 8
+
+    @property
+    def _raw(self) -> int:  # valid points per device, rounded up
+        return -(-(self.block * self.inner) // self.n_devices)
+
+    @property
     def local(self) -> int:  # padded points per device
-        raw = -(-(self.block * self.inner) // self.n_devices)
-        b = min(self.block_size, raw)
-        return -(-raw // b) * b
+        return self.n_blocks * self.block_points
 
     @property
     def padded(self) -> int:
@@ -583,6 +609,21 @@ def _default_chunk_size(plan: _Plan, n_devices: int, platform: str) -> int:
 # --------------------------------------------------------------------------- kernel
 
 
+def default_unroll() -> int:
+    """Scan unroll used when none is given: 4 on CPU, 32 (a whole renormalisation interval) elsewhere.
+
+    On XLA:CPU (2-core dev box, σ* metrics, 2^18-point blocks) unroll 4 ran at 1.2e10
+    point-steps/s, 2 at 1.07e10, 8 at 1.0e10, 16 at 8.6e9 and 32 at 3.4e9: beyond 4,
+    XLA hoists a private copy of each loop invariant per unrolled step and the loop becomes
+    memory-bound. On GPUs the issue reports a bare SA map gaining ~37x from unroll 1 to
+    128; inside the metrics kernel a scan never runs longer than ``every`` (32) steps, so 32
+    is the largest useful value there (not measured by us: no GPU was available).
+    """
+    import jax
+
+    return 4 if jax.devices()[0].platform == "cpu" else 32
+
+
 def _devices():
     import jax
 
@@ -614,7 +655,7 @@ def _kernel_key(plan: _Plan, layout: _Layout, n_devices: int, steps: int | None 
         "dtype": c["dtype"],
         "options": {**c["options"], **({"window": window} if window is not None else {})},
         "local": layout.local,
-        "block_size": min(layout.block_size, layout.local),
+        "block_size": layout.block_points,
         "n_devices": n_devices,
         "theta_dim": len(plan.theta0),
     }
@@ -661,6 +702,9 @@ def _build_kernel(spec: dict):
 
     def run_block(coords, fixed, theta0, flat):
         hyper, land = values(coords, fixed, flat)
+        # Materialise the per-point values: otherwise XLA may fuse the index arithmetic and
+        # gathers into the per-step loop body and redo them at every step.
+        hyper, land = jax.lax.optimization_barrier((hyper, land))
         th0 = jnp.broadcast_to(theta0, flat.shape + theta0.shape)
         return _metrics.run_metrics(
             rule_factory, hyper, land_factory, land, th0, steps,
@@ -871,7 +915,7 @@ def sweep(
     eps: float = 1e-6,
     divergence_factor: float = 1e6,
     renormalise: bool | str = "auto",
-    unroll: int = 8,
+    unroll: int | None = None,
     pack: bool = True,
     fit_every: int | None = None,
     chunk_size: int | None = None,
@@ -899,9 +943,9 @@ def sweep(
       every, window, eps, divergence_factor, renormalise, unroll, pack, fit_every: see
         :func:`dynsim.metrics.run_metrics`; ``renormalise="auto"`` rescales exactly when the
         map is linear (:func:`dynsim.metrics.can_renormalise`). ``every`` defaults to 32
-        (float32) / 64 (float64).
+        (float32) / 64 (float64); ``unroll`` to :func:`default_unroll` (4 on CPU).
       chunk_size: points per chunk (default: sized from device memory, capped).
-      block_size: points per vmapped scan on one device (default 4096 on CPU, where
+      block_size: points per vmapped scan on one device (default 2^18 on CPU, where
         blocks that fit the cache are fastest; the whole local chunk elsewhere).
       devices: number of local devices to shard over (default all).
       out: result directory (zarr store, config, progress log); ``None`` keeps it in memory.
@@ -948,7 +992,7 @@ def _run(plan: _Plan, *, out=None, progress=True, devices=None, block_size=None,
         plan.config["chunk_size"] = stored_cs or _default_chunk_size(plan, n_dev, platform)
     cs = plan.config["chunk_size"]
     if block_size is None:
-        block_size = 4096 if platform == "cpu" else 1 << 30
+        block_size = (1 << 18) if platform == "cpu" else 1 << 30
     block_size = max(8, int(block_size))
     layout = _make_layout(plan.shape, cs, n_dev, block_size)
     meta = {
@@ -1523,7 +1567,7 @@ def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source
         dtype=cfg.get("dtype", "float32"), seed=cfg.get("seed", 0), every=opts.get("every"),
         window=opts.get("window", 0.5), eps=opts.get("eps", 1e-6),
         divergence_factor=opts.get("divergence_factor", 1e6), renormalise=opts.get("renormalise", "auto"),
-        unroll=opts.get("unroll", 8), pack=opts.get("pack", True), fit_every=opts.get("fit_every"),
+        unroll=opts.get("unroll"), pack=opts.get("pack", True), fit_every=opts.get("fit_every"),
         chunk_size=chunk_size if chunk_size is not None else cfg.get("chunk_size"),
     )
     ds = _run(plan, out=out, progress=progress, block_size=block_size, source_text=source_text,

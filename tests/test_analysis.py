@@ -1,4 +1,6 @@
 """dynsim.analysis against independent oracles: numpy eigvals, matrix powers, dense grids."""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,3 +122,63 @@ def test_spectral_radius_gradient_matches_analytic_away_from_kink():
         fd = (analysis.spectral_radius(k_eta, mu, s + h) - analysis.spectral_radius(k_eta, mu, s - h)) / (2 * h)
         np.testing.assert_allclose(d(k_eta, mu, s), fd, rtol=1e-6)
         assert float(d(k_eta, mu, s)) > 0
+
+
+# --------------------------------------------------------------------------- optimal σ on a spectrum
+
+
+def _rho_np(keta, g, s):
+    """Float64 numpy oracle (complex arithmetic): largest |root| of λ² − (1 + b − kη)λ + b, b = g − kησ."""
+    keta, s = np.broadcast_arrays(np.asarray(keta, float), np.asarray(s, float))
+    b = g - keta * s
+    p = 1 + b - keta
+    sq = np.sqrt(p * p - 4 * b + 0j)
+    return np.maximum(np.abs((p + sq) / 2), np.abs((p - sq) / 2))
+
+
+def test_optimal_sigma_single_mode_is_critical_sigma():
+    for keta in (0.003, 0.01, 0.1, 0.5, 1.5):
+        s, r = analysis.optimal_sigma_spectrum(jnp.array([1.0]), keta, 0.9)
+        assert abs(float(s) - float(analysis.critical_sigma(keta, 0.9))) < 1e-6 * max(1, abs(float(s)))
+        # ρ has a √-kink at σ*: evaluated there in float64 its error is ~√ε, not ε
+        assert abs(float(r) - abs(1 - math.sqrt(keta))) < 3e-8
+
+
+def test_optimal_sigma_brute_force_random_spectra():
+    rng = np.random.default_rng(1)
+    for _ in range(8):
+        eig = np.exp(rng.uniform(np.log(1e-3), 0, size=8))
+        eig /= eig.max()
+        eta = float(np.exp(rng.uniform(np.log(0.01), np.log(2.0))))
+        g = float(rng.uniform(0.5, 0.95))
+        s, r = (float(v) for v in analysis.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+        lo, hi = (g - 1) / eta, (g + 1) / eta - 0.5
+        grid = np.linspace(lo, hi, 4001)[1:-1]
+        brute = _rho_np(eig[None, :] * eta, g, grid[:, None]).max(axis=1)
+        assert r <= brute.min() + 1e-12
+        assert abs(_rho_np(eig * eta, g, s).max() - r) < 3e-8  # √ε at a kink
+        # the theorem: σ_opt > 0 iff every mode is under-damped under heavy ball
+        helps = bool(analysis.superacceleration_helps(jnp.asarray(eig), eta, g))
+        assert helps == (s > 0)
+
+
+def test_two_mode_closed_form_matches_numeric():
+    g = 0.9
+    for kappa in (1.5, 10.0, 100.0, 1000.0):
+        for eta in (0.003, 0.05, 0.3, 1.0, 2.5):
+            s_num, r_num = (float(v) for v in analysis.optimal_sigma_spectrum(jnp.array([1 / kappa, 1.0]), eta, g))
+            s_cf, r_cf, kind = analysis.two_mode_optimal_sigma(eta / kappa, eta, g)
+            assert abs(r_cf - r_num) < 1e-7, (kappa, eta, kind)
+            assert abs(s_cf - s_num) < 1e-4 * max(1.0, abs(s_cf)), (kappa, eta, kind)
+            assert abs(_rho_np(np.array([eta / kappa, eta]), g, s_cf).max() - r_cf) < 3e-8  # √ε at a kink
+
+
+def test_optimal_sigma_unstable_and_bad_input():
+    s, r = analysis.optimal_sigma_spectrum(jnp.array([1.0]), 5.0, 0.9)  # kη ≥ 4: no stable σ
+    assert np.isnan(float(s)) and np.isnan(float(r))
+    with pytest.raises(ValueError, match="eigenvalues"):
+        analysis.optimal_sigma_spectrum(jnp.array([1.0, -1.0]), 0.1, 0.9)
+    with pytest.raises(ValueError, match="k_eta"):
+        analysis.two_mode_optimal_sigma(0.0, 1.0, 0.9)
+    s, r = analysis.optimal_sigma_spectrum(jnp.array([0.1, 1.0]), jnp.array([0.1, 0.5]), 0.9)
+    assert s.shape == (2,) and r.shape == (2,)

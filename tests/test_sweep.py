@@ -92,6 +92,8 @@ def test_sharding_over_8_devices_equals_one_device():
     a = dynsim.sweep("sa", "quadratic", SMALL, 512, devices=8, **kw)
     b = dynsim.sweep("sa", "quadratic", SMALL, 512, devices=1, **kw)
     _equal(a, b)
+    c = dynsim.sweep("sa", "quadratic", SMALL, 512, devices=1, block_size=16, **kw)  # lax.map over blocks
+    _equal(a, c)
 
 
 def test_chunking_and_padding_equal_one_chunk_and_compile_once():
@@ -119,6 +121,16 @@ def test_layout_chunks_are_rectangular_and_cover_the_grid():
         np.testing.assert_array_equal(np.ravel_multi_index(np.nonzero(np.ones((3, 4, 5))), (3, 4, 5))[idx], idx)
         assert int(np.prod([s.stop - s.start for s in region])) == n
     assert np.all(seen == 1)
+
+
+@pytest.mark.parametrize("block_size", [1 << 18, 65536, 4096, 8])
+def test_layout_blocks_are_evened_out(block_size):
+    """Blocks split a device's points evenly: padding under 8 points per block, never a whole block."""
+    lay = sw._make_layout((37, 3, 2362), 10**6, n_devices=2, block_size=block_size)
+    raw = -(-37 * 3 * 2362 // 2)
+    assert lay.block_points % 8 == 0 and lay.block_points <= max(block_size, 8)
+    assert lay.local == lay.n_blocks * lay.block_points
+    assert raw <= lay.local < raw + 8 * lay.n_blocks
 
 
 # --------------------------------------------------------------------------- locating sigma*

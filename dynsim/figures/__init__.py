@@ -5,13 +5,21 @@ with :func:`register`. It writes into ``out`` (default ``results/NAME/``): a PNG
 a CSV, ``config.json`` and ``NOTES.md`` (the paper-vs-ours table). ``quick=True``
 runs a reduced version for smoke tests; the full version is what ``results/`` holds.
 
+A run never overwrites or loses results: it writes into a hidden staging folder beside
+``out`` and only when the figure has finished moves any previous contents of ``out`` to
+``<parent>/.previous/NAME-<UTC time>/`` and the new run into ``out``. A run that fails
+or is interrupted leaves ``out`` as it was.
+
 Figure modules are imported lazily, so ``dynsim figure --list`` does not pay for
 flax or the training data.
 """
 from __future__ import annotations
 
+import datetime
 import importlib
+import os
 import pathlib
+import shutil
 from typing import Callable, NamedTuple
 
 # Modules that register figures. Each owns its names; keep one module per paper/topic.
@@ -63,13 +71,42 @@ def available() -> dict[str, Figure]:
 
 
 def run(name: str, out: str | pathlib.Path | None = None, quick: bool = False) -> pathlib.Path:
-    """Regenerate figure ``name`` into ``out`` (default ``results/NAME``)."""
+    """Regenerate figure ``name`` into ``out`` (default ``results/NAME``); return ``out``.
+
+    Previous contents of ``out`` are kept under ``<parent>/.previous/`` (see the module
+    docstring); :data:`last_previous` names where, or is ``None``.
+    """
+    global last_previous
     figs = available()
     if name not in figs:
         raise ValueError(
             f"figure name={name!r} is unknown; available: {', '.join(figs) or '(none)'}"
         )
     out = pathlib.Path(out) if out is not None else pathlib.Path("results") / name
-    out.mkdir(parents=True, exist_ok=True)
-    figs[name].fn(out, quick=quick)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out={str(out)!r} exists and is not a folder; nothing was written")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if stage.exists():  # left by a killed run of this same process id: ours to clear
+        shutil.rmtree(stage)
+    stage.mkdir()
+    try:
+        figs[name].fn(stage, quick=quick)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    last_previous = None
+    if out.exists():
+        if any(out.iterdir()):
+            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+            keep = out.parent / ".previous" / f"{out.name}-{stamp}"
+            keep.parent.mkdir(exist_ok=True)
+            out.rename(keep)
+            last_previous = keep
+        else:
+            out.rmdir()
+    stage.rename(out)
     return out
+
+
+last_previous: pathlib.Path | None = None

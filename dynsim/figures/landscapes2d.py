@@ -1088,12 +1088,12 @@ def _quadratic_spectrum(out: pathlib.Path, quick: bool) -> None:
     fams = ("two-point", "log-uniform")
     opt = {}
     for fam in fams:
-        f = jax.jit(lambda e, k, fam=fam: cycles.optimal_sigma_spectrum(
+        f = jax.jit(lambda e, k, fam=fam: analysis.optimal_sigma_spectrum(
             _family_jnp(fam, k), e, g))
         s, r = jax.vmap(jax.vmap(f, (None, 0)), (0, None))(jnp.asarray(etas), jnp.asarray(kappas))
         opt[fam] = (np.asarray(s), np.asarray(r))  # (eta, kappa)
     # closed form (two modes) vs numeric
-    cf = np.array([[cycles.two_mode_optimal_sigma(e / k, e, g)[:2] for k in kappas] for e in etas])
+    cf = np.array([[analysis.two_mode_optimal_sigma(e / k, e, g)[:2] for k in kappas] for e in etas])
     s2, r2 = opt["two-point"]
     err_rho = float(np.nanmax(np.abs(cf[..., 1] - r2)))
     rel_sig = np.abs(cf[..., 0] - s2) / np.maximum(1.0, np.abs(cf[..., 0]))
@@ -1120,7 +1120,7 @@ def _quadratic_spectrum(out: pathlib.Path, quick: bool) -> None:
     for fam in fams[:1] if quick else fams:
         for kap, eta in pts[1:] if quick else pts:
             eig = spectrum_family(fam, kap)
-            s_opt, r_opt = (float(v) for v in cycles.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+            s_opt, r_opt = (float(v) for v in analysis.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
             steps = 2000 if quick else int(min(1 << 16, max(4096, math.ceil(3000.0 / -math.log(r_opt)))))
             dsig = 0.1 * max(1.0, abs(s_opt))
             sig = np.array([s_opt - dsig, s_opt, s_opt + dsig])
@@ -1200,7 +1200,7 @@ def _quadratic_spectrum(out: pathlib.Path, quick: bool) -> None:
     _io.save_csv(out / "quadratic-spectrum-simulation.csv", {k: [r[k] for r in sim_rows] for k in sim_rows[0]})
     _io.save_config(out, "quadratic-spectrum", {"momentum": g, "kappas": kappas, "k_max_eta": etas,
                                                 "families": {"two-point": "{1/κ, 1}", "log-uniform": "geomspace(1/κ, 1, 50)"},
-                                                "optimizer": "cycles.optimal_sigma_spectrum(num=2049, iters=80)",
+                                                "optimizer": "analysis.optimal_sigma_spectrum(num=2049, iters=80)",
                                                 "simulation": "dynsim.sweep metric rho on quadratic_nd(rotation_seed=0), θ₀ ~ N(0, I) seed 0 (renormalised, late-window fit)",
                                                 "quick": quick, "runtime_s": time.perf_counter() - t_start})
     rows = [[r["family"], r["kappa"], r["eta"], f"{r['sigma_opt']:.4f}", f"{r['rho_opt']:.6f}", r["steps"],
@@ -1213,7 +1213,7 @@ def _quadratic_spectrum(out: pathlib.Path, quick: bool) -> None:
 Beyond the paper. For L = θᵀHθ/2 with spectrum {{kᵢ}}, the super-accelerated map decouples into the 1-D
 companion maps of dynsim.analysis, and the asymptotic rate is the worst mode's,
 R(σ) = maxᵢ ρ(kᵢη, g, σ) (dynsim.analysis.spectral_radius_quadratic). We find the σ minimising R exactly
-(dynsim.cycles.optimal_sigma_spectrum: dense grid over the stable σ-interval + golden section; R is
+(dynsim.analysis.optimal_sigma_spectrum: dense grid over the stable σ-interval + golden section; R is
 quasi-convex because every ρᵢ falls while mode i is under-damped and rises once it is over-damped).
 Spectra have k_max = 1 (so the η axis is k_max η) and condition number κ.
 
@@ -1230,7 +1230,7 @@ Spectra have k_max = 1 (so the η axis is k_max η) and condition number κ.
 * *Two modes* (a = k_min η, A = k_max η): the optimum is either one mode's critical σ*(kη) or a balance
   point where an under-damped mode U (ρ² = g − uσ) and an over-damped mode O have equal rates. With
   σ = (g − ρ²)/u this is the cubic −s r ρ³ + (1+r) ρ² − s(1 − o + g(1−r)) ρ + g(1−r) = 0, r = o/u, s = sign of
-  O's trace (dynsim.cycles.two_mode_optimal_sigma). It agrees with the numerical optimum on the whole grid:
+  O's trace (dynsim.analysis.two_mode_optimal_sigma). It agrees with the numerical optimum on the whole grid:
   max |Δρ| = {err_rho:.1e}, max |Δσ|/max(1,|σ|) = {err_sig:.1e}.
 * *Sign of the optimum, any spectrum*: at σ = 0 every under-damped mode has ρ = √g and every over-damped mode
   ρ > √g. So if all modes are under-damped under heavy ball, R falls as σ grows from 0 and **σ_opt > 0**;
