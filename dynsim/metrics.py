@@ -68,17 +68,16 @@ modes, aliased by the fit sampling).
 Per-step work is only the map itself plus, when requested, two compare/select pairs for
 ``steps_to_eps`` and ``overshoot``; everything else happens at checkpoints.
 
-**Performance on XLA:CPU** (measured on the 2-core AMD EPYC dev box, float32,
-super-acceleration on the quadratic, σ* metrics; point-steps per CPU-second, noisy):
-XLA:CPU emits one loop fusion per carried array and recomputes shared work in each, so
-the state ``(θ − θ*, u)`` is carried as *one complex array* (``pack``; 3.6e8 → 2.3e9);
-an ``optimization_barrier`` after each interval stops XLA from fusing the whole interval
-into every checkpoint output; ``unroll=8`` (4: 2.0e9, 16: 2.0e9, 32 is slower: XLA
-hoists a private copy of each loop invariant per unrolled step); renormalisation is bit
-operations every ``every=32`` steps and the log-fit every 64 (1 log per 64 steps; with a
-fit every 32 steps throughput drops ~25%). Per-step metrics add a second carried array
-(≈ 2.5× the cost). The chain of a step (3 dependent floating-point operations) makes
-the loop latency-bound at ~1 point-step per cycle per core.
+**Performance on XLA:CPU** (2-core dev box, float32, super-acceleration on the quadratic,
+σ* metrics; see ``results/bench/README.md``): XLA:CPU emits one loop fusion per carried
+array and recomputes shared work in each, so the state ``(θ − θ*, u)`` is carried as *one
+complex array* (``pack``; ~7× faster than two arrays); an ``optimization_barrier`` after
+each interval stops XLA from fusing the whole interval into every checkpoint output;
+renormalisation is bit operations every ``every=32`` steps and the log-fit every 64 (with a
+fit every 32 steps throughput drops ~25%). The best ``unroll`` depends on the block size
+(:func:`dynsim.sweep.default_unroll`: 4 for the sweep's 2^18-point CPU blocks). Per-step
+metrics add a second carried array (≈ 3× the cost). At ~6e9 point-steps per CPU-second the
+loop is bound by floating-point throughput: each step is 6 dependent operations.
 
 >>> import jax.numpy as jnp
 >>> from dynsim import optim, landscapes

@@ -131,7 +131,9 @@ def scale_by_learning_rate(learning_rate: Scalar) -> optax.GradientTransformatio
 
     def update(updates, state, params=None):
         del params
-        return jax.tree.map(lambda g: -_as(learning_rate, g) * g, updates), state
+        # -(η·g), not (-η)·g: bitwise the same, but XLA then has no per-step "-η" to hoist
+        # (it hoists one private copy per unrolled step, each an extra array read per step)
+        return jax.tree.map(lambda g: -(_as(learning_rate, g) * g), updates), state
 
     return optax.GradientTransformation(init, update)
 

@@ -97,6 +97,7 @@ __all__ = [
     "DEFAULT_THETA0",
     "trace_count",
     "default_unroll",
+    "plot_located",
 ]
 
 # Landscape parameters that may vary per point (the factory accepts tracers).
@@ -1591,6 +1592,91 @@ def _write_located(out: pathlib.Path, located) -> None:
     tmp = out / "locate.csv.tmp"
     df.to_csv(tmp, index=False, float_format="%.17g")
     os.replace(tmp, out / "locate.csv")
+    try:
+        plot_located(located, out / "locate.png")
+    except ImportError:  # matplotlib is an extra: the CSV is the result, the PNG a view of it
+        pass
+
+
+def _exact_sigma_star(located):
+    """The closed form σ* where it applies (SA on kθ²/2 over a kη × μ grid), else ``None``."""
+    try:
+        cfg = json.loads(located.attrs.get("config", "{}"))
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if (cfg.get("optimizer") != "super_accelerated" or cfg.get("landscape") != "quadratic"
+            or located.attrs.get("locate_over") != "sigma"):
+        return None
+    have = {**cfg.get("fixed", {}), **{d: located[d].values for d in located.dims}}
+    if "k_eta" not in have or "momentum" not in have or set(located.dims) - {"k_eta", "momentum"}:
+        return None
+    import xarray as xr
+
+    ke = xr.DataArray(np.asarray(have["k_eta"], float), dims=["k_eta"] if "k_eta" in located.dims else [])
+    mu = xr.DataArray(np.asarray(have["momentum"], float), dims=["momentum"] if "momentum" in located.dims else [])
+    exact = (mu - (1 - np.sqrt(ke)) ** 2) / ke  # dynsim.analysis.critical_sigma, in numpy float64
+    return exact.broadcast_like(located["sigma_star"]).transpose(*located["sigma_star"].dims)
+
+
+def plot_located(located, path, *, max_lines: int = 8) -> pathlib.Path | None:
+    """Plot :func:`locate` output: σ* (and σ*_T) and ρ(σ*) against its first dimension.
+
+    One line per value of the second dimension (at most ``max_lines``); further dimensions
+    are fixed at their first value. Where the closed form applies (super-acceleration on
+    the quadratic over kη × μ) it is drawn dashed, with the relative error in a third panel.
+    Returns ``path``, or ``None`` when ``located`` has no dimension to plot against.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = list(located["sigma_star"].dims)
+    if not dims:
+        return None
+    x_name = dims[0]
+    sel = {d: 0 for d in dims[2:]}
+    loc = located.isel(sel)
+    exact = _exact_sigma_star(located)
+    exact = exact.isel(sel) if exact is not None else None
+    x = loc[x_name].values
+    lines = [None] if len(dims) == 1 else list(range(min(loc.sizes[dims[1]], max_lines)))
+    n_pan = 3 if exact is not None else 2
+    fig, ax = plt.subplots(1, n_pan, figsize=(4.6 * n_pan, 3.8), constrained_layout=True)
+    for j in lines:
+        pick = (lambda v: v) if j is None else (lambda v, j=j: v.isel({dims[1]: j}))
+        label = None if j is None else f"{dims[1]} = {loc[dims[1]].values[j]:g}"
+        (ln,) = ax[0].plot(x, pick(loc["sigma_star"]).values, lw=1.6, label=label)
+        if "sigma_star_T" in loc:
+            ax[0].plot(x, pick(loc["sigma_star_T"]).values, ":", color=ln.get_color(), lw=1.2)
+        ax[1].plot(x, pick(loc["rho_star"]).values, color=ln.get_color(), lw=1.6, label=label)
+        if exact is not None:
+            ex = pick(exact).values
+            ax[0].plot(x, ex, "--", color="k", lw=0.8)
+            rel = np.abs(pick(loc["sigma_star"]).values - ex) / np.maximum(np.abs(ex), 1e-300)
+            ax[2].plot(x, rel, color=ln.get_color(), lw=1.2, label=label)
+    positive = np.all(x > 0) and x.max() / x.min() > 20
+    for a in ax:
+        a.set_xlabel(x_name)
+        if positive:
+            a.set_xscale("log")
+    ax[0].set_ylabel("σ*  (— argmin ρ, ··· argmin T" + (", -- exact)" if exact is not None else ")"))
+    ax[1].set_ylabel("ρ(σ*) per step")
+    if exact is not None:
+        ax[2].set_yscale("log")
+        ax[2].set_ylabel("|σ*_sweep − σ*_exact| / |σ*_exact|")
+    if lines != [None]:
+        ax[0].legend(fontsize=8)
+    try:
+        cfg = json.loads(located.attrs.get("config", "{}"))
+    except (json.JSONDecodeError, TypeError):
+        cfg = {}
+    fig.suptitle(f"{cfg.get('optimizer', '?')} on {cfg.get('landscape', '?')}: σ* located "
+                 f"({located.attrs.get('refine_steps', '?')}-step refinement)", fontsize=10)
+    path = pathlib.Path(path)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
 
 
 def _ensure_host_devices() -> None:

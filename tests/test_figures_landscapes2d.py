@@ -1,12 +1,17 @@
-"""Smoke tests: every issue-6 figure runs in quick mode, writes its files, and its key numbers are sane."""
+"""Every issue-6 figure runs in quick mode, writes its files, and its key numbers are sane;
+the helpers those figures are built on, against independent oracles."""
 import csv
 import json
+import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynsim import figures
-from dynsim.figures import landscapes2d  # noqa: F401  (registers the figures; independent of other figure modules)
+import dynsim
+from dynsim import analysis, figures, landscapes, optim
+from dynsim.figures import landscapes2d  # also registers the figures (independent of other figure modules)
 
 NAMES = ("nakerst-fig3", "nakerst-fig4", "nakerst-fig7", "nakerst-fig8", "quadratic-spectrum", "bu-hb-vs-nag", "adam-sa")
 
@@ -98,3 +103,71 @@ def test_adam_sa_quick(tmp_path):
     assert np.isnan(s[0.001])  # |θ| does not decay within the quick run: σ* undefined, not made up
     assert 1.0 < s[0.1] < 10.0
     assert "MNIST part skipped" in notes
+
+
+# =========================================================================== helpers of the figures
+
+
+# --------------------------------------------------------------------------- spectra: exact optimum vs runs
+
+
+def test_quadratic_spectrum_optimum_vs_simulation():
+    """The exact optimum is what a real run of the map on a rotated quadratic achieves, and beats σ ± δ."""
+    g = 0.9
+    eig = np.geomspace(0.01, 1.0, 20)
+    eta = 0.5
+    s, r = (float(v) for v in analysis.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+    d = 0.1 * max(1.0, abs(s))
+    meas = landscapes2d.simulated_rate(eig, eta, g, np.array([s - d, s, s + d]), steps=6000)
+    assert abs(math.log(meas[1]) / math.log(r) - 1) < 5e-3
+    assert meas[1] < meas[0] and meas[1] < meas[2]
+    exact = np.asarray(analysis.spectral_radius_quadratic(jnp.asarray(eig), eta, g, jnp.array([s - d, s + d])))
+    np.testing.assert_allclose(meas[[0, 2]], exact, rtol=5e-3)
+
+
+@pytest.mark.slow
+def test_fig4_late_rate_equals_worst_mode_rate():
+    """Linear regression (Nakerst §3.2): loss − L* decays as ρ_worst^{2t} for each σ."""
+    L = landscapes.linear_regression()
+    eig = np.asarray(L.hessian_eigenvalues)
+    methods = (("hb", 0.9, 0.0), ("sa4", 0.9, 4.0), ("sa8", 0.9, 8.0))
+    loss, exc = landscapes2d.fig4_runs(3000, 0.005, methods)
+    rates = []
+    for (_, g, s), e in zip(methods, exc):
+        meas, pred, t_a = landscapes2d.late_rate_check(e, eig, 0.005, g, s)
+        assert t_a < 2200
+        assert abs(meas / pred - 1) < 1e-6
+        rates.append(meas)
+    # σ-independent to < 1%, but resolvably slower with larger σ (over-damped flattest mode)
+    assert rates[0] < rates[1] < rates[2] and abs(rates[2] / rates[0] - 1) < 1e-2
+
+
+# --------------------------------------------------------------------------- NTK
+
+
+def test_ntk_gram_equals_jacobian_product():
+    x, _ = landscapes2d.ntk_data(n=5, d=3, seed=2)
+    w, a = landscapes2d.two_layer_init(7, 3, seed=2)
+    x, w, a = jnp.asarray(x), jnp.asarray(w), jnp.asarray(a)
+    jac = jax.jacrev(lambda w: landscapes2d.two_layer_apply(w, a, x))(w).reshape(5, -1)
+    np.testing.assert_allclose(np.asarray(landscapes2d.ntk_gram(w, a, x)), np.asarray(jac @ jac.T), rtol=0, atol=1e-14)
+
+
+def test_ntk_gram_tends_to_infinite_width_kernel():
+    x, _ = landscapes2d.ntk_data(n=6, d=4, seed=3)
+    w, a = landscapes2d.two_layer_init(40000, 4, seed=3)
+    h = np.asarray(landscapes2d.ntk_gram(jnp.asarray(w), jnp.asarray(a), jnp.asarray(x)))
+    h_inf = landscapes2d.ntk_gram_infinite(x)
+    np.testing.assert_allclose(np.diag(h_inf), 0.5, atol=1e-12)  # x on the sphere: P(wᵀx > 0) = 1/2
+    assert np.max(np.abs(h - h_inf)) < 0.02  # Monte-Carlo error ~ 1/(2√m) = 0.0025
+
+
+def test_train_optax_matches_simulate():
+    """The optax view (Θ) of a rule, mapped to θ, reproduces dynsim.simulate's paper iterates."""
+    L = landscapes.quadratic_nd(np.array([0.1, 0.5, 1.0]), rotation_seed=1)
+    th0 = jnp.array([1.0, -0.5, 0.3])
+    for rule in (optim.heavy_ball(0.3, 0.8), optim.nesterov_time_varying(0.3, 3.0), optim.super_accelerated(0.3, 0.9, 2.0)):
+        losses, th = landscapes2d.train_optax(rule, L.loss, th0, 50)
+        tr = dynsim.simulate(rule, L, th0, 50)
+        np.testing.assert_allclose(np.asarray(losses), np.asarray(tr.loss), rtol=1e-10, atol=1e-14)
+        np.testing.assert_allclose(np.asarray(th), np.asarray(tr.theta[-1]), rtol=1e-10, atol=1e-14)

@@ -25,7 +25,7 @@ def test_sigma_star_script_tiny(tmp_path, capsys):
         "--set", "locate.T_scan=4",
     ])
     assert rc == 0
-    for name in ("config.toml", "config.json", "results.zarr", "progress.log", "locate.csv"):
+    for name in ("config.toml", "config.json", "results.zarr", "progress.log", "locate.csv", "locate.png"):
         assert (out / name).exists(), name
     meta = json.loads((out / "config.json").read_text())
     assert meta["sweep"]["steps"] == 512 and meta["source"]["locate"]["refine_steps"] == 16384
@@ -34,6 +34,9 @@ def test_sigma_star_script_tiny(tmp_path, capsys):
     loc = pd.read_csv(out / "locate.csv")
     exact = np.asarray(analysis.critical_sigma(loc.k_eta.values, loc.momentum.values))
     np.testing.assert_allclose(loc.sigma_star.values, exact, rtol=2e-3)
+    # the plot's overlay is the same closed form, on the located dataset's own dims
+    located = sw.locate(ds, refine=False)
+    np.testing.assert_allclose(sw._exact_sigma_star(located).values[:, 0], exact, rtol=1e-12)
     # bad input: one line, exit 2
     capsys.readouterr()
     assert script["main"](["--out", str(tmp_path / "x"), "--set", "grid.k_eta=[-1.0, 0.1]"]) == 2

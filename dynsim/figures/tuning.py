@@ -36,20 +36,9 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
 
 
 def _spectrum_oracle(eig, lr, mu):
-    """Dense grid of the worst-mode rate + golden section (independent of dynsim.tune)."""
-    eig = np.asarray(eig, float)
-    los, his = analysis.stable_sigma_interval(eig * lr, mu)
-    lo, hi = float(np.max(los)), float(np.min(his))
-    rate = lambda s: np.asarray(analysis.spectral_radius_quadratic(eig, lr, mu, np.asarray(s)))
-    grid = np.linspace(lo, hi, 200_001)[1:-1]
-    i = int(np.argmin(rate(grid)))
-    a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
-    g = (np.sqrt(5) - 1) / 2
-    for _ in range(100):
-        c, d = b - g * (b - a), a + g * (b - a)
-        a, b = (a, d) if rate(c) < rate(d) else (c, b)
-    s = 0.5 * (a + b)
-    return s, float(rate(s))
+    """The exact worst-mode optimum (dense grid + golden section + the modes' kinks; float64)."""
+    s, r = analysis.optimal_sigma_spectrum(np.asarray(eig, float), lr, mu)
+    return float(s), float(r)
 
 
 def _tune_quadratic(out: pathlib.Path, quick: bool) -> None:
