@@ -38,17 +38,26 @@ dispatched before the host waits for chunk ``i``, so writing overlaps computing.
 Donation does not apply: a chunk's inputs are the grid coordinates (reused by every
 chunk) and two scalars, and the state lives in the scan carry, which XLA updates in
 place. On CPU, ``dynsim sweep``/``dynsim bench`` expose each core as a device
-(``--xla_force_host_platform_device_count``) so chunks shard over cores; a single
-XLA:CPU device runs these loops on one thread.
+(``--xla_force_host_platform_device_count``) so chunks shard over cores (a single XLA:CPU
+device also spreads large loop fusions over its thread pool, about as fast here).
 
-**Multi-host.** Call ``jax.distributed.initialize()`` on every host first. Each host
-then builds its mesh from its *local* devices and runs a disjoint subset of chunks:
-pass ``chunks=slice(jax.process_index(), None, jax.process_count())`` and a shared
-``out`` directory on a common file system. Create the store once before the others
-start (e.g. process 0 runs with ``chunks=slice(0, 0)`` first); every chunk is written
-to its own zarr region and logged in a per-process ``progress-<i>.log``; completion is
-the union of the logs, so any host can ``--resume`` the remainder. Untested here
-(no second host).
+**Multi-host.** Every process calls ``jax.distributed.initialize()`` first (backend start-up
+is collective: no process may wait on another before it). Each then builds its mesh from
+its *local* devices and runs a disjoint subset of chunks into a shared ``out`` directory on
+a common file system; process 0 creates the store while the others wait at a barrier::
+
+    import jax
+    from jax.experimental import multihost_utils
+    jax.distributed.initialize()
+    if jax.process_index() == 0:
+        dynsim.sweep(..., out=DIR, chunks=slice(0, 0))        # creates the store only
+    multihost_utils.sync_global_devices("dynsim store created")
+    dynsim.sweep(..., out=DIR, chunks=slice(jax.process_index(), None, jax.process_count()))
+
+Every chunk is written to its own zarr region and logged in a per-process
+``progress-<i>.log``; completion is the union of the logs, so any host can ``--resume`` the
+remainder. Tested with two processes on one host (``jax.distributed`` over localhost,
+2 CPU devices each): bit-identical to a single-process run. Not tested across machines.
 
 **Results store** (``out=DIR``): ``DIR/config.json`` (the normalised sweep config),
 ``DIR/results.zarr`` (the dataset, zarr chunks aligned with sweep chunks, written by

@@ -329,6 +329,55 @@ sigma = {linspace = [-5.0, 15.0, 96]}
 """
 
 
+_MULTIHOST_WORKER = """
+import os, sys
+pid, n, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax
+jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+from jax.experimental import multihost_utils
+import numpy as np
+from dynsim import sweep as sw
+grid = {"k_eta": np.geomspace(0.01, 0.5, 6), "momentum": np.array([0.5, 0.9]), "sigma": np.linspace(-1, 9, 11)}
+kw = dict(metrics=["rate", "timescale", "diverged"], progress=False, chunk_size=22, out=out)
+if jax.process_index() == 0:
+    sw.sweep("sa", "quadratic", grid, 384, chunks=slice(0, 0), **kw)  # create the store
+multihost_utils.sync_global_devices("store created")
+sw.sweep("sa", "quadratic", grid, 384, chunks=slice(jax.process_index(), None, jax.process_count()), **kw)
+print("devices", len(jax.devices()), len(jax.local_devices()), flush=True)
+multihost_utils.sync_global_devices("done")
+jax.distributed.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_multi_process_sweep_equals_single_process(tmp_path):
+    """The module docstring's multi-host recipe, as 2 jax.distributed processes on this host."""
+    import socket
+
+    script = tmp_path / "worker.py"
+    script.write_text(_MULTIHOST_WORKER)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert all("devices 4 2" in log for log in logs)  # 2 processes x 2 local devices
+    done = [sorted(int(x) for x in (out / f"progress-{i}.log").read_text().split()) for i in range(2)]
+    assert done == [[0, 2, 4], [1, 3, 5]]  # disjoint chunks, each computed once
+    grid = {"k_eta": np.geomspace(0.01, 0.5, 6), "momentum": np.array([0.5, 0.9]), "sigma": np.linspace(-1, 9, 11)}
+    one = dynsim.sweep("sa", "quadratic", grid, 384, ["rate", "timescale", "diverged"], progress=False, chunk_size=22,
+                       dtype="float32")
+    _equal(sw.open_result(out), one)
+
+
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
     cfg_path = tmp_path / "kill.toml"
