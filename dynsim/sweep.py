@@ -623,11 +623,11 @@ def default_unroll() -> int:
     """Scan unroll used when none is given: 4 on CPU, 32 (a whole renormalisation interval) elsewhere.
 
     On XLA:CPU (2-core dev box, σ* metrics, 2^18-point blocks) unroll 4 ran at 1.2e10
-    point-steps/s, 2 at 1.07e10, 8 at 1.0e10, 16 at 8.6e9 and 32 at 3.4e9: beyond 4,
-    XLA hoists a private copy of each loop invariant per unrolled step and the loop becomes
-    memory-bound. On GPUs the issue reports a bare SA map gaining ~37x from unroll 1 to
-    128; inside the metrics kernel a scan never runs longer than ``every`` (32) steps, so 32
-    is the largest useful value there (not measured by us: no GPU was available).
+    point-steps/s, 2 at 1.1e10, 8 at 1.0e10, 16 at 8.2e9 and 32 at 3.4e9 (measured; the
+    longer unrolled bodies simply compile to slower loops there). On GPUs the issue reports
+    a bare SA map gaining ~37x from unroll 1 to 128; inside the metrics kernel a scan never
+    runs longer than ``every`` (32) steps, so 32 is the largest useful value there (not
+    measured by us: no GPU was available).
     """
     import jax
 
@@ -1619,12 +1619,19 @@ def _exact_sigma_star(located):
     have = {**cfg.get("fixed", {}), **{d: located[d].values for d in located.dims}}
     if "k_eta" not in have or "momentum" not in have or set(located.dims) - {"k_eta", "momentum"}:
         return None
+    import jax
     import xarray as xr
 
-    ke = xr.DataArray(np.asarray(have["k_eta"], float), dims=["k_eta"] if "k_eta" in located.dims else [])
-    mu = xr.DataArray(np.asarray(have["momentum"], float), dims=["momentum"] if "momentum" in located.dims else [])
-    exact = (mu - (1 - np.sqrt(ke)) ** 2) / ke  # dynsim.analysis.critical_sigma, in numpy float64
-    return exact.broadcast_like(located["sigma_star"]).transpose(*located["sigma_star"].dims)
+    from dynsim import analysis
+
+    def axis(name):
+        v = np.asarray(have[name], float)
+        return xr.DataArray(v, dims=[name] if name in located.dims else [])
+
+    ke, mu = xr.broadcast(axis("k_eta"), axis("momentum"))
+    with jax.enable_x64(True):  # the closed form in float64 whatever the session's dtype
+        exact = np.asarray(analysis.critical_sigma(ke.values, mu.values))
+    return ke.copy(data=exact).broadcast_like(located["sigma_star"]).transpose(*located["sigma_star"].dims)
 
 
 def plot_located(located, path, *, max_lines: int = 8) -> pathlib.Path | None:
