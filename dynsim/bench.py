@@ -143,7 +143,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     say = print if progress else (lambda *a, **k: None)
     devs = jax.devices()
     say(f"dynsim bench: {n:,} points x {steps} steps on {len(devs)} x {devs[0].device_kind}, "
-        f"{repeats} repeats (load average {_load()})")
+        f"{repeats} repeats (load average {_load()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
 
     def jax_once(metrics, steps_, **kw):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -156,6 +156,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                     "load_average_1min_start": _load()},
         "jax_version": jax.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "dynsim_version": dynsim.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "workload": "super_accelerated on quadratic, grid (k_eta, momentum, sigma), float32",
