@@ -256,9 +256,9 @@ def cli(args) -> int:
         print(json.dumps(result, indent=1, default=str))
         _write(args.out, result)
         return 0
-    from dynsim.sweep import _ensure_host_devices
+    from dynsim.sweep import _configure_xla_cpu
 
-    _ensure_host_devices()  # every core a device: chunks shard over cores
+    _configure_xla_cpu()  # every core a device: chunks shard over cores
     result = run(
         points=args.points if args.points is not None else 1 << 18,
         steps=args.steps if args.steps is not None else 4096,

@@ -192,11 +192,17 @@ LANDSCAPES: dict[str, Callable[..., Landscape]] = {
 }
 
 
-def get(name: str, **params) -> Landscape:
-    """Build a landscape by name; unknown names raise ``ValueError`` listing the choices."""
+def _resolve(name: str) -> Callable[..., Landscape]:
+    """The factory registered as ``name``; unknown names raise ``ValueError`` listing the choices."""
     if name not in LANDSCAPES:
         raise ValueError(f"landscape={name!r} is unknown; choose one of {', '.join(LANDSCAPES)}")
+    return LANDSCAPES[name]
+
+
+def get(name: str, **params) -> Landscape:
+    """Build a landscape by name; unknown names raise ``ValueError`` listing the choices."""
+    factory = _resolve(name)
     try:
-        return LANDSCAPES[name](**params)
+        return factory(**params)
     except TypeError as e:
         raise ValueError(f"landscape {name!r}: bad parameters {sorted(params)}: {e}") from e

@@ -40,7 +40,7 @@ chunk) and two scalars, and the state lives in the scan carry, which XLA updates
 place. On CPU, ``dynsim sweep``/``dynsim bench`` expose each core as a device
 (``--xla_force_host_platform_device_count``) so chunks shard over cores (a single XLA:CPU
 device also spreads large loop fusions over its thread pool, about as fast here), and on
-AVX-512 CPUs ask XLA for 512-bit vectors (+50% here; see ``_ensure_host_devices``).
+AVX-512 CPUs ask XLA for 512-bit vectors (+50% here; see ``_configure_xla_cpu``).
 
 **Multi-host.** Every process calls ``jax.distributed.initialize()`` first (backend start-up
 is collective: no process may wait on another before it). Each then builds its mesh from
@@ -175,11 +175,7 @@ def _resolve_optimizer(optimizer) -> tuple[str, Callable]:
 
 def _resolve_landscape(landscape) -> tuple[str, Callable]:
     if isinstance(landscape, str):
-        if landscape not in _landscapes.LANDSCAPES:
-            raise ValueError(
-                f"landscape={landscape!r} is unknown; choose one of {', '.join(_landscapes.LANDSCAPES)}"
-            )
-        return landscape, _landscapes.LANDSCAPES[landscape]
+        return landscape, _landscapes._resolve(landscape)
     if callable(landscape):
         name = getattr(landscape, "__name__", None)
         if name in _landscapes.LANDSCAPES and _landscapes.LANDSCAPES[name] is landscape:
@@ -1608,12 +1604,18 @@ def _write_located(out: pathlib.Path, located) -> None:
         pass
 
 
-def _exact_sigma_star(located):
-    """The closed form σ* where it applies (SA on kθ²/2 over a kη × μ grid), else ``None``."""
+def _located_config(located) -> dict:
+    """The sweep config carried by a :func:`locate` result (``{}`` if absent or unreadable)."""
     try:
         cfg = json.loads(located.attrs.get("config", "{}"))
     except (json.JSONDecodeError, TypeError):
-        return None
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _exact_sigma_star(located):
+    """The closed form σ* where it applies (SA on kθ²/2 over a kη × μ grid), else ``None``."""
+    cfg = _located_config(located)
     if (cfg.get("optimizer") != "super_accelerated" or cfg.get("landscape") != "quadratic"
             or located.attrs.get("locate_over") != "sigma"):
         return None
@@ -1684,10 +1686,7 @@ def plot_located(located, path, *, max_lines: int = 8) -> pathlib.Path | None:
         ax[2].set_ylabel("|σ*_sweep − σ*_exact| / |σ*_exact|")
     if lines != [None]:
         ax[0].legend(fontsize=8)
-    try:
-        cfg = json.loads(located.attrs.get("config", "{}"))
-    except (json.JSONDecodeError, TypeError):
-        cfg = {}
+    cfg = _located_config(located)
     fig.suptitle(f"{cfg.get('optimizer', '?')} on {cfg.get('landscape', '?')}: σ* located "
                  f"({located.attrs.get('refine_steps', '?')}-step refinement)", fontsize=10)
     path = pathlib.Path(path)
@@ -1707,7 +1706,7 @@ def _cpu_has_avx512() -> bool:
     return False
 
 
-def _ensure_host_devices() -> None:
+def _configure_xla_cpu() -> None:
     """Set XLA:CPU flags for sweeps, if JAX is not up yet and the user has not set them.
 
     * Every CPU core becomes a JAX device, so chunks shard over cores.
@@ -1739,7 +1738,7 @@ def _ensure_host_devices() -> None:
 def cli(args) -> int:
     """``dynsim sweep CONFIG.toml --out DIR [--set k=v] [--chunk-size N] [--no-progress]``
     or ``dynsim sweep --resume DIR``."""
-    _ensure_host_devices()
+    _configure_xla_cpu()
     progress = not getattr(args, "no_progress", False)
     if args.resume:
         if args.config:

@@ -344,8 +344,8 @@ np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
 def test_cli_xla_flags_leave_results_bit_identical(tmp_path):
     """The CLI's XLA:CPU flags (one device per core; 512-bit vectors on AVX-512) change speed only."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    code = ("import os; from dynsim.sweep import _ensure_host_devices, _cpu_has_avx512; "
-            "_ensure_host_devices(); print(os.environ.get('XLA_FLAGS', ''), _cpu_has_avx512())")
+    code = ("import os; from dynsim.sweep import _configure_xla_cpu, _cpu_has_avx512; "
+            "_configure_xla_cpu(); print(os.environ.get('XLA_FLAGS', ''), _cpu_has_avx512())")
     flags, avx512 = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                    check=True).stdout.rsplit(" ", 1)
     assert ("--xla_cpu_prefer_vector_width=512" in flags) == (avx512.strip() == "True")
