@@ -65,6 +65,8 @@ __all__ = [
     "adam_sa",
     "RULES",
     "get",
+    "resolve",
+    "callable_name",
     "hyperparameter_names",
 ]
 
@@ -584,6 +586,64 @@ def _resolve(name: str) -> Callable[..., Rule]:
             f"(aliases: {', '.join(_ALIASES)})"
         )
     return RULES[key]
+
+
+def resolve(optimizer: str | Callable[..., optax.GradientTransformation]) -> tuple[str, Callable]:
+    """``(name, factory)`` of an optimizer given by rule name, rule factory or any optax factory.
+
+    A name (or alias) gives the :data:`RULES` entry. Any other callable is taken as a
+    factory ``f(**hyperparameters) -> optax.GradientTransformation`` (``optax.adam``, a
+    user function composing optax pieces); its name is ``module:qualname`` (the import
+    path :func:`dynsim.engine.config.import_object` reads back), or its ``__name__`` for
+    the rules of this module. Whether it really returns a transformation is checked where
+    it is first called.
+
+    >>> resolve("sa")[0], resolve(super_accelerated)[0]
+    ('super_accelerated', 'super_accelerated')
+    >>> resolve(optax.adam)[0]
+    'optax:adam'
+    """
+    if isinstance(optimizer, str):
+        fn = _resolve(optimizer)
+        return fn.__name__, fn
+    if isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(
+            f"optimizer={optimizer!r} is a transformation, not a factory: pass the function that "
+            "builds it (e.g. optax.adam, not optax.adam(1e-3)) so its hyperparameters can be swept"
+        )
+    if not callable(optimizer):
+        raise ValueError(f"optimizer={optimizer!r} must be a rule name or a factory returning an "
+                         "optax GradientTransformation")
+    for name, fn in RULES.items():
+        if fn is optimizer:
+            return name, fn
+    return callable_name(optimizer), optimizer
+
+
+def callable_name(fn: Callable) -> str:
+    """``module:qualname`` of a function (``optax:adam``); public API modules are preferred.
+
+    optax defines ``adam`` in a private ``_src`` module and re-exports it: the shortest
+    importable public parent module that holds the same object is used, so the name reads
+    back with :func:`importlib.import_module`.
+    """
+    import importlib
+    import sys
+
+    mod = getattr(fn, "__module__", None) or "?"
+    qual = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    parts = mod.split(".")
+    for i in range(1, len(parts)):
+        parent = ".".join(parts[:i])
+        m = sys.modules.get(parent)
+        if m is None:
+            try:
+                m = importlib.import_module(parent)
+            except Exception:
+                continue
+        if getattr(m, qual, None) is fn:
+            return f"{parent}:{qual}"
+    return f"{mod}:{qual}"
 
 
 def hyperparameter_names(optimizer: str | Callable[..., Rule]) -> tuple[str, ...]:
