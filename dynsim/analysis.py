@@ -34,7 +34,7 @@ All functions take arrays (broadcast together) and are differentiable with JAX,
 except exactly at ``Δ = 0`` where ``ρ(σ)`` has a kink: its one-sided derivatives
 there are ``−kη/(2√b*)`` from the under-damped side and ``+∞`` from the
 over-damped side (the square root of ``Δ`` opens vertically). Gradient code should
-therefore not rely on ``∂ρ/∂σ`` at σ*; :mod:`dynsim.tune` smooths it.
+therefore not rely on ``∂ρ/∂σ`` at σ*; :mod:`dynsim.tuning` smooths it.
 
 **Optimal σ on a spectrum.** On an N-dim
 quadratic the asymptotic rate of the super-accelerated map is the worst mode's,

@@ -19,7 +19,7 @@ more aliasing of under-damped rates), and all metrics (the per-step ones add a s
 carried array). ``point_steps_per_cpu_s`` (process CPU time) is reported too: on a
 shared machine it is less sensitive to other jobs than wall time.
 
-``dynsim bench --train`` calls :func:`dynsim.train.benchmark` instead.
+``dynsim bench --train`` calls :func:`dynsim.training.benchmark` instead.
 """
 from __future__ import annotations
 
@@ -134,7 +134,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     import jax
 
     import dynsim
-    from dynsim import sweep as sw
+    from dynsim import engine as sw
 
     if points < 3 or steps < 128 or repeats < 1:
         raise ValueError("bench: need --points >= 3, --steps >= 128, --repeats >= 1")
@@ -237,13 +237,13 @@ def cli(args) -> int:
     """``dynsim bench [--points N] [--steps S] [--repeats R] [--out FILE] [--train]``."""
     if getattr(args, "train", False):
         try:
-            from dynsim import train
+            from dynsim import training as train
         except ImportError as e:
             print(f"dynsim bench --train: dynsim.train is not available yet ({e})")
             return 1
         bench_fn = getattr(train, "benchmark", None)
         if bench_fn is None:
-            print("dynsim bench --train: dynsim.train.benchmark(n_models, steps, repeats) is not written yet")
+            print("dynsim bench --train: dynsim.training.benchmark(n_models, steps, repeats) is not written yet")
             return 1
         kw = {}
         if args.points is not None:
@@ -256,7 +256,7 @@ def cli(args) -> int:
         print(json.dumps(result, indent=1, default=str))
         _write(args.out, result)
         return 0
-    from dynsim.sweep import _configure_xla_cpu
+    from dynsim.engine import _configure_xla_cpu
 
     _configure_xla_cpu()  # every core a device: chunks shard over cores
     result = run(

@@ -30,7 +30,7 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dynsim import sweep as sweep_mod
+    from dynsim import engine as sweep_mod
 
     return sweep_mod.cli(args)
 

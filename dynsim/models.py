@@ -2,7 +2,7 @@ r"""Networks for the training experiments (flax.linen), each bundled with its lo
 
 A :class:`Model` is a flax module plus the loss it is trained with and the
 initialisation it is started from; its methods are pure functions of an explicit
-parameter pytree, so :mod:`dynsim.train` can ``vmap`` them over many models.
+parameter pytree, so :mod:`dynsim.training` can ``vmap`` them over many models.
 
 **Nakerst §4 networks** (:func:`nielsen_mlp`): fully connected 784-30-10 and
 784-15-15-10, sigmoid on *every* layer (output included), quadratic loss on one-hot

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
 
-    from dynsim import sweep
+    from dynsim import engine as sweep
 
     ns = argparse.Namespace(
         config=None if args.resume else args.config,

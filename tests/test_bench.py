@@ -38,10 +38,10 @@ def test_bench_train_calls_dynsim_train_or_says_why(monkeypatch, capsys):
     import types
 
     calls = {}
-    fake = types.ModuleType("dynsim.train")
+    fake = types.ModuleType("dynsim.training")
     fake.benchmark = lambda **kw: calls.setdefault("kw", kw) or {"models_per_s": 1.0}
-    monkeypatch.setitem(sys.modules, "dynsim.train", fake)
-    monkeypatch.setattr(dynsim, "train", fake, raising=False)
+    monkeypatch.setitem(sys.modules, "dynsim.training", fake)
+    monkeypatch.setattr(dynsim, "training", fake, raising=False)
     args = argparse.Namespace(train=True, points=4, steps=3, repeats=2, out=None)
     assert bench.cli(args) == 0
     assert calls["kw"] == {"n_models": 4, "steps": 3, "repeats": 2}

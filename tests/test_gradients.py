@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim import analysis, landscapes, optim, tune
+from dynsim import analysis, landscapes, optim
+from dynsim import tuning as tune
 
 NAKERST_START = jnp.array([-1.0, -3.8])
 
@@ -232,7 +233,7 @@ def test_sweep_metrics_are_classified_and_differentiable():
     if registry is None:
         pytest.skip("dynsim.metrics has no METRICS registry")
     unclassified = set(registry) - set(tune.METRIC_GRADIENTS)
-    assert not unclassified, f"classify these sweep metrics in dynsim.tune.METRIC_GRADIENTS: {unclassified}"
+    assert not unclassified, f"classify these sweep metrics in dynsim.tuning.METRIC_GRADIENTS: {unclassified}"
     names = tuple(registry)
     smooth = [n for n in names if tune.METRIC_GRADIENTS[n] != "none"]
     flat = [n for n in names if tune.METRIC_GRADIENTS[n] == "none"]
@@ -322,8 +323,8 @@ def test_truncated_hypergradient(tiny_problem):
 
 @pytest.mark.slow
 def test_unroll_matches_training_engine(tiny_problem):
-    """dynsim.tune's differentiable unroll reproduces dynsim.train.train's loss curve."""
-    train = pytest.importorskip("dynsim.train")
+    """dynsim.tune's differentiable unroll reproduces dynsim.training.train's loss curve."""
+    train = pytest.importorskip("dynsim.training")
     from dynsim import data, models
 
     ds = data.validation_split(data.load("digits"), 100, seed=0)

@@ -15,7 +15,7 @@ import pytest
 
 import dynsim
 from dynsim import analysis, cli, landscapes, optim
-from dynsim import sweep as sw
+from dynsim import engine as sw
 from dynsim.metrics import fit_times, run_metrics
 
 SMALL = {"k_eta": np.array([0.01, 0.1]), "momentum": 0.9, "sigma": np.linspace(0.0, 12.0, 13)}
@@ -333,7 +333,7 @@ _WIDTH_WORKER = """
 import os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + sys.argv[1]
 import numpy as np
-from dynsim import sweep as sw
+from dynsim import engine as sw
 grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]), "sigma": np.linspace(-60, 40, 101)}
 ds = sw.sweep("super_accelerated", "quadratic", grid, 1024, progress=False)
 np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
@@ -370,7 +370,7 @@ import jax
 jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
 from jax.experimental import multihost_utils
 import numpy as np
-from dynsim import sweep as sw
+from dynsim import engine as sw
 grid = {"k_eta": np.geomspace(0.01, 0.5, 6), "momentum": np.array([0.5, 0.9]), "sigma": np.linspace(-1, 9, 11)}
 kw = dict(metrics=["rate", "timescale", "diverged"], progress=False, chunk_size=22, out=out)
 if jax.process_index() == 0:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from dynsim import analysis
-from dynsim import sweep as sw
+from dynsim import engine as sw
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

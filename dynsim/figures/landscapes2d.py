@@ -1525,7 +1525,7 @@ def _adam_sa_mnist(out: pathlib.Path, quick: bool, res) -> None:
     every = 2 if quick else 10
     sub = dict(train_subset=500, test_subset=500) if quick else dict(train_subset=10000, test_subset=5000)
     try:
-        from dynsim import train as train_mod
+        from dynsim import training as train_mod
 
         ds = train_mod.train("nielsen_30", "mnist", "adam_sa", {"learning_rate": lrs, "sigma": sigmas},
                              steps=steps, metrics_every=every, seeds=1, progress=not quick, **sub)

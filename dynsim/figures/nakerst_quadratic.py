@@ -54,7 +54,7 @@ def _axis(spec):
 @register("nakerst-fig1", "Nakerst Fig. 1: T vs sigma, and sigma* vs k*eta (sweep, exact, ODE 12-14)")
 def fig1(out: pathlib.Path, quick: bool = False) -> None:
     from dynsim import analysis
-    from dynsim import sweep as sw
+    from dynsim import engine as sw
 
     cfg = _fig1_config(quick)
     k_eta = np.union1d(_axis(cfg["k_eta"]), FIG1_T_KETA if not quick else FIG1_T_KETA[1::2])

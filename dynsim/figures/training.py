@@ -1,6 +1,6 @@
 r"""Network-training reproductions: Nakerst Figs. 5-6, Wu et al. Tables 2-3.
 
-All four run :func:`dynsim.train.train` -- the same :mod:`dynsim.optim` rules as the
+All four run :func:`dynsim.training.train` -- the same :mod:`dynsim.optim` rules as the
 quadratic analysis, one compiled program per network, every optimizer/σ/seed of a
 figure vmapped together. Metrics are evaluated at the paper's parameters θ
 (``rule.to_paper``).
@@ -92,7 +92,8 @@ def _fmt_steps(x):
 
 @register("nakerst-fig5", "Nakerst Fig. 5: full-batch MNIST, GD vs sigma in {0,0.9,2,4,20}, two nets")
 def nakerst_fig5(out: pathlib.Path, quick: bool = False) -> None:
-    from dynsim import data, models, train
+    from dynsim import data, models
+    from dynsim import training as train
 
     if quick:
         ds_data, nets, steps, name = _digits(), [(30,), (15, 15)], 30, "digits (quick)"
@@ -252,7 +253,8 @@ def cfg_device() -> str:
 
 @register("nakerst-fig6", "Nakerst Fig. 6: minibatch-200 SGD on MNIST 784-30-10, sigma sweep, 3 seeds")
 def nakerst_fig6(out: pathlib.Path, quick: bool = False) -> None:
-    from dynsim import data, models, train
+    from dynsim import data, models
+    from dynsim import training as train
 
     if quick:
         ds_data, epochs, bs, per_epoch, name, input_dim = _digits(), 2, 50, 5, "digits (quick)", 64
@@ -360,7 +362,7 @@ figure"). The number of epochs shown in the paper is not stated in the text; we 
 
 def _wu_runs(ds_data, net, rules, epochs, bs, seeds, progress, train_subset=None):
     """Each optimizer trained alone (its own program, one model): honest per-model wall time."""
-    from dynsim import train
+    from dynsim import training as train
 
     out = {}
     for label, (opt, hp) in rules.items():
@@ -371,7 +373,7 @@ def _wu_runs(ds_data, net, rules, epochs, bs, seeds, progress, train_subset=None
 
 def _wu_table(runs, thresholds, paper, metric):
     """Rows: threshold × index; columns: optimizers (ours beside paper)."""
-    from dynsim import train
+    from dynsim import training as train
 
     idx = [("Epoch", "epoch"), ("Time (s)", "wall_time"), ("Train loss", "train_loss"),
            ("Valid loss", "test_loss"), ("Train accuracy (%)", "train_accuracy"),
@@ -435,7 +437,7 @@ def _csv_runs(runs):
 def _wu_seed_spread(ds_data, net, r, mu, epochs, bs, thresholds, runs, quick):
     """Epochs to threshold over seeds: SGD/momentum/NAG as super_accelerated (μ, σ) = (0, 0),
     (μ, 0), (μ, μ), all seeds vmapped in one program; seed 0 must match the timed runs."""
-    from dynsim import train
+    from dynsim import training as train
 
     seeds = [0, 1] if quick else [0, 1, 2]
     pts = [{"learning_rate": r, "momentum": 0.0, "sigma": 0.0},

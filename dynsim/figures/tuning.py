@@ -1,13 +1,13 @@
 r"""Differentiable dynamics (issue 7): gradient-based tuning and the chaos of long unrolls.
 
-* ``tune-quadratic`` — :func:`dynsim.tune.tune` on the parabola (recovers the kinked
+* ``tune-quadratic`` — :func:`dynsim.tuning.tune` on the parabola (recovers the kinked
   critical σ*), on an N-dim quadratic (the worst-mode optimum) and on Nakerst eq. (15)
   (a σ that converges, not a trapping one); the objective over σ at several horizons.
 * ``hypergrad-chaos`` — ``∂L_val/∂σ`` through full-batch training of the 784-30-10
   network versus horizon over initialisations: norm, spread and sign agreement, with and
   without truncation.
 * ``tune-mnist`` — hypergradient descent on (σ) and (η, σ) for the validation loss after
-  a short horizon, against the best point of a grid swept with :func:`dynsim.train.train`.
+  a short horizon, against the best point of a grid swept with :func:`dynsim.training.train`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import numpy as np
 import optax
 
 import dynsim
-from dynsim import analysis, landscapes, optim, tune
+from dynsim import analysis, landscapes, optim
+from dynsim import tuning as tune
 from dynsim.figures import _io, register
 
 G = 0.9  # Nakerst's momentum
@@ -243,7 +244,7 @@ def _tune_quadratic(out: pathlib.Path, quick: bool) -> None:
     worst1 = float(np.max(np.abs(err1)))
     worst2 = float(np.max([abs(r2.params["sigma"][j] - oracle[j][0]) for j in range(len(nd_combos))]))
     body = f"""
-Gradient-based tuning with `dynsim.tune.tune` (float64). Objective: the smoothed log-rate per step
+Gradient-based tuning with `dynsim.tuning.tune` (float64). Objective: the smoothed log-rate per step
 (`smoothed_rate` with the `hann2` = sin⁴ taper over the whole horizon) of the state norm
 ‖(θ − θ*, u)‖, tracked with renormalisation (`simulate_lognorm`). σ is free and unconstrained
 (η, μ fixed). Horizon schedule N = {horizons}; stage 1 runs {steps[0]} Adam steps (cosine-decayed
@@ -515,7 +516,7 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
     out = pathlib.Path(out)
     plt = _io.pyplot()
     from dynsim import data as data_mod
-    from dynsim import train as train_mod
+    from dynsim import training as train_mod
 
     t0 = time.perf_counter()
     ds, model, problem, dcfg = _training_setup(quick)
@@ -629,7 +630,7 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
         "tuner_1d": {"start": 4.0, "adam_steps": iters_1d, "adam_lr": 1.0, "refine": "gradient-sign bisection"},
         "tuner_2d": {"start": [eta0, 4.0], "adam_steps": iters_2d, "adam_lr": {"z_eta (softplus)": 0.15, "sigma": 1.0}},
         "objective": "log mean over inits of the validation loss after `horizon` full-batch steps (reverse mode)",
-        "grid_engine": "dynsim.train.train", "seconds": round(elapsed, 1),
+        "grid_engine": "dynsim.training.train", "seconds": round(elapsed, 1),
     })
     n_note = ("MNIST subset: first 5000 of the training images left after holding out 2000 for validation "
               "(the test set is not touched)." if not quick else "quick mode: sklearn digits, 64-10-10.")
@@ -638,13 +639,13 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
     body = f"""
 Objective: log of the validation loss after {horizon} full-batch steps of super-accelerated momentum
 (μ = {G}), averaged over {len(seeds)} initialisations, differentiated by reverse mode through the unrolled
-training (`dynsim.tune.tune_training`, hyperparameters in unconstrained coordinates: η = softplus(z),
+training (`dynsim.tuning.tune_training`, hyperparameters in unconstrained coordinates: η = softplus(z),
 σ = z). {dcfg['model']}; {n_note} The short horizon and the average over initialisations are the
 choices `hypergrad-chaos` motivates: there, at η = 0.5 the hypergradient after ~50 steps has a sign
 shared by most initialisations for σ = 4, while for σ = 20 or at long horizons it is dominated by a few
-exploding initialisations. Grid points are trained with the shared engine `dynsim.train.train` on the
+exploding initialisations. Grid points are trained with the shared engine `dynsim.training.train` on the
 same data and initialisations (a test checks that engine and this unroll give identical loss curves).
-The σ-only run ends with the gradient-sign bisection of `dynsim.tune.minimize`; the joint run is Adam
+The σ-only run ends with the gradient-sign bisection of `dynsim.tuning.minimize`; the joint run is Adam
 only (two free hyperparameters; step sizes 0.15 in softplus⁻¹(η) and 1.0 in σ, cosine-decayed).
 Runtime {elapsed:.0f} s on the shared 2-core CPU.
 

@@ -452,16 +452,16 @@ def simulate_lognorm(optimizer, landscape: Landscape, theta0, steps: int, *, unr
 NON_DIFFERENTIABLE: dict[str, tuple[str, str]] = {
     "steps_to_eps": (
         "integer first-passage / settling time: piecewise constant in the hyperparameters",
-        "dynsim.tune.soft_steps_to_eps (settle=True for the settling time; exact as temperature → 0), "
+        "dynsim.tuning.soft_steps_to_eps (settle=True for the settling time; exact as temperature → 0), "
         "or smoothed_rate",
     ),
     "diverged": (
         "boolean flag",
-        "dynsim.tune.smoothed_rate (> 0 ⇔ the state grows)",
+        "dynsim.tuning.smoothed_rate (> 0 ⇔ the state grows)",
     ),
     "converged": (
         "boolean flag",
-        "dynsim.tune.log_distance or smoothed_rate",
+        "dynsim.tuning.log_distance or smoothed_rate",
     ),
     "regime": (
         "integer regime code (dynsim.analysis.regime)",
@@ -469,11 +469,11 @@ NON_DIFFERENTIABLE: dict[str, tuple[str, str]] = {
     ),
     "argmin": (
         "index of the best grid point",
-        "dynsim.tune.minimize / tune (gradient-based argmin)",
+        "dynsim.tuning.minimize / tune (gradient-based argmin)",
     ),
     "best_sigma": (
         "argmin over a σ grid",
-        "dynsim.tune.tune",
+        "dynsim.tuning.tune",
     ),
 }
 
@@ -502,7 +502,7 @@ def surrogate_for(metric: str) -> str:
     Raises ``ValueError`` if ``metric`` is differentiable or unknown to this table.
 
     >>> surrogate_for("steps_to_eps").split(" ")[0]
-    'dynsim.tune.soft_steps_to_eps'
+    'dynsim.tuning.soft_steps_to_eps'
     """
     if metric not in NON_DIFFERENTIABLE:
         raise ValueError(
@@ -963,7 +963,7 @@ def tune(
 #
 # A :mod:`dynsim.optim` rule is an optax transformation, so a full-batch training
 # loop over ``rule.init``/``rule.update`` inside ``lax.scan`` is differentiable in the
-# rule's hyperparameters. These functions mirror :func:`dynsim.train.train`'s
+# rule's hyperparameters. These functions mirror :func:`dynsim.training.train`'s
 # conventions (seed ``s`` initialises with ``model.init(s, ...)``; losses are
 # evaluated at the paper's θ = ``rule.to_paper(Θ, state)``), but are pure functions
 # of the hyperparameters: the training engine's bookkeeping (divergence freezing,
@@ -1038,7 +1038,7 @@ def training_problem(
 
 
 def init_params(problem: TrainingProblem, seed) -> PyTree:
-    """Initial parameters of seed ``seed``, drawn as :func:`dynsim.train.train` draws them
+    """Initial parameters of seed ``seed``, drawn as :func:`dynsim.training.train` draws them
     (``model.init(seed, ...)``; a test checks the two engines agree)."""
     return jax.tree.map(jnp.asarray, problem.model.init(int(seed), problem.input_shape, problem.x_train.dtype))
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import dynsim
-from dynsim import analysis, landscapes, optim, tune
+from dynsim import analysis, landscapes, optim
+from dynsim import tuning as tune
 
 # --------------------------------------------------------------------------- 1-D quadratic: σ*
 

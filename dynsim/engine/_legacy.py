@@ -1784,11 +1784,3 @@ def _config_from_stored(stored: Mapping) -> dict:
     }
 
 
-# ``dynsim.sweep`` is this module (lazily imported by ``dynsim/__init__``) *and* the
-# function: calling the module calls :func:`sweep`.
-class _CallableModule(type(sys)):
-    def __call__(self, *args, **kwargs):
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

@@ -8,7 +8,8 @@ import pytest
 import xarray as xr
 
 import dynsim
-from dynsim import data, models, optim, train
+from dynsim import data, models, optim
+from dynsim import training as train
 
 TIME_VARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "grad_norm",
              "running_loss", "running_accuracy")

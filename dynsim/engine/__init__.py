@@ -1,0 +1,1 @@
+from dynsim.engine._legacy import sweep, locate, open_result, load_config, run_config, plot_located, cli, _configure_xla_cpu  # noqa
