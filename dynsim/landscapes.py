@@ -22,6 +22,7 @@ __all__ = [
     "rosenbrock",
     "LANDSCAPES",
     "get",
+    "resolve",
 ]
 
 
@@ -192,7 +193,7 @@ LANDSCAPES: dict[str, Callable[..., Landscape]] = {
 }
 
 
-def _resolve(name: str) -> Callable[..., Landscape]:
+def resolve(name: str) -> Callable[..., Landscape]:
     """The factory registered as ``name``; unknown names raise ``ValueError`` listing the choices."""
     if name not in LANDSCAPES:
         raise ValueError(f"landscape={name!r} is unknown; choose one of {', '.join(LANDSCAPES)}")
@@ -201,7 +202,7 @@ def _resolve(name: str) -> Callable[..., Landscape]:
 
 def get(name: str, **params) -> Landscape:
     """Build a landscape by name; unknown names raise ``ValueError`` listing the choices."""
-    factory = _resolve(name)
+    factory = resolve(name)
     try:
         return factory(**params)
     except TypeError as e:

@@ -64,6 +64,7 @@ __all__ = [
     "rmsprop_sa",
     "adam_sa",
     "RULES",
+    "LINEAR_RULES",
     "get",
     "resolve",
     "callable_name",
@@ -573,6 +574,11 @@ RULES: dict[str, Callable[..., Rule]] = {
     "rmsprop_sa": rmsprop_sa,
     "adam_sa": adam_sa,
 }
+#: Rules whose map is linear and homogeneous in (θ − θ*, u, inner state) on a quadratic
+#: (their state may be rescaled freely: :mod:`dynsim.metrics`, :mod:`dynsim.tuning`).
+LINEAR_RULES = frozenset(
+    {"gd", "heavy_ball", "nesterov", "super_accelerated", "ema_momentum", "nesterov_time_varying"}
+)
 _ALIASES = {"sa": "super_accelerated", "hb": "heavy_ball", "nag": "nesterov", "sgd": "gd"}
 
 

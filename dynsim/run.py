@@ -18,7 +18,7 @@ from dynsim.optim import Rule, lookahead_momentum
 
 PyTree = Any
 
-__all__ = ["Trajectory", "simulate", "as_rule"]
+__all__ = ["Trajectory", "simulate", "as_rule", "check_steps"]
 
 
 class Trajectory(NamedTuple):
@@ -55,7 +55,8 @@ def as_rule(optimizer) -> Rule:
     )
 
 
-def _check_steps(steps) -> int:
+def check_steps(steps) -> int:
+    """``steps`` as a non-negative Python int (it is a scan length); ValueError naming it otherwise."""
     try:
         n = operator.index(steps)
     except TypeError:
@@ -91,7 +92,7 @@ def simulate(
     >>> jax.vmap(run)(jnp.array([0.0, 0.9, 4.0])).shape
     (3,)
     """
-    n = _check_steps(steps)
+    n = check_steps(steps)
     rule = as_rule(optimizer)
     loss = loss_fn.loss if isinstance(loss_fn, Landscape) else loss_fn
     if not callable(loss):

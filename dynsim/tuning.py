@@ -396,9 +396,9 @@ def simulate_lognorm(optimizer, landscape: Landscape, theta0, steps: int, *, unr
       theta0: starting point (array), ``≠ θ*``.
       steps: number of steps (Python int).
     """
-    from dynsim.run import _check_steps
+    from dynsim.run import check_steps
 
-    n = _check_steps(steps)
+    n = check_steps(steps)
     rule = as_rule(optimizer)
     if rule.name not in LINEAR_RULES:
         raise ValueError(
@@ -1063,9 +1063,9 @@ def unroll_training(
     the graph before the last ``T`` (truncated back-propagation; biased towards
     short-horizon behaviour, but its variance does not grow with ``steps``).
     """
-    from dynsim.run import _check_steps
+    from dynsim.run import check_steps
 
-    n = _check_steps(steps)
+    n = check_steps(steps)
     if truncation is not None and (not isinstance(truncation, int) or not 1 <= truncation):
         raise ValueError(f"truncation={truncation!r} must be None or an int >= 1")
     model = problem.model

@@ -175,7 +175,7 @@ def _resolve_optimizer(optimizer) -> tuple[str, Callable]:
 
 def _resolve_landscape(landscape) -> tuple[str, Callable]:
     if isinstance(landscape, str):
-        return landscape, _landscapes._resolve(landscape)
+        return landscape, _landscapes.resolve(landscape)
     if callable(landscape):
         name = getattr(landscape, "__name__", None)
         if name in _landscapes.LANDSCAPES and _landscapes.LANDSCAPES[name] is landscape:
