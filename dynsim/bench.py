@@ -56,7 +56,8 @@ def numpy_reference(k_eta, momentum, sigma, steps: int, every: int = 32, window:
     ``m ← μm − kη(θ + σm)``, ``θ ← θ + m`` on all points at once, the state rescaled by
     ``2^{−e}`` every ``every`` steps, ``ln‖(θ, m)‖`` fitted at checkpoints.
     """
-    from dynsim.metrics import _window_weights, fit_times, fit_weights
+    from dynsim.metrics import fit_times
+    from dynsim.numerics import fit_weights, hann_window_weights
 
     f32 = np.float32
     ke = np.asarray(k_eta, f32)
@@ -67,7 +68,7 @@ def numpy_reference(k_eta, momentum, sigma, steps: int, every: int = 32, window:
     n = ke.size
     times = fit_times(steps, every, True, False)
     fit_at = set(int(t) for t in times[1:])
-    C_rate = fit_weights(times, _window_weights(times, steps, window)).astype(f32)
+    C_rate = fit_weights(times, hann_window_weights(times, steps, window)).astype(f32)
     C_T = fit_weights(times, np.ones_like(times)).astype(f32)
     th = np.ones(n, f32)
     m = np.zeros(n, f32)
@@ -256,9 +257,9 @@ def cli(args) -> int:
         print(json.dumps(result, indent=1, default=str))
         _write(args.out, result)
         return 0
-    from dynsim.engine import _configure_xla_cpu
+    from dynsim.engine import configure_xla_cpu
 
-    _configure_xla_cpu()  # every core a device: chunks shard over cores
+    configure_xla_cpu()  # every core a device: chunks shard over cores
     result = run(
         points=args.points if args.points is not None else 1 << 18,
         steps=args.steps if args.steps is not None else 4096,

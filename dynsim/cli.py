@@ -7,7 +7,10 @@ line naming the offending argument; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+
+
 
 
 class UsageError(ValueError):
@@ -30,9 +33,51 @@ def _cmd_figure(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dynsim import engine as sweep_mod
+    """``dynsim sweep CONFIG.toml --out DIR [--set k=v] [--chunk-size N]`` or ``dynsim sweep --resume DIR``."""
+    import pathlib
+    import shlex
 
-    return sweep_mod.cli(args)
+    from dynsim.engine import platform
+
+    platform.configure_xla_cpu()  # before JAX starts: every core a device
+    from dynsim.engine import config, store
+
+    progress = not args.no_progress
+    if args.resume:
+        if args.config:
+            raise UsageError("give either CONFIG or --resume DIR, not both")
+        if args.set:
+            raise UsageError("--set cannot change a sweep being resumed")
+        out = pathlib.Path(args.resume)
+        if not (out / store.CONFIG).exists():
+            store.prepare(out, {}, {}, resume_only=True)  # raises, saying what is there
+        stored = store.read_config(out)
+        if args.chunk_size is not None and args.chunk_size != stored["sweep"].get("chunk_size"):
+            raise UsageError(f"--chunk-size {args.chunk_size}: the stored sweep uses chunk_size="
+                             f"{stored['sweep'].get('chunk_size')} (fixed when it was started)")
+        cfg = stored.get("source") or config.config_from_stored(stored)
+        ds, located = config.run_config(cfg, out, chunk_size=stored["sweep"].get("chunk_size"),
+                                        progress=progress, resume_only=True)
+    else:
+        if not args.config:
+            raise UsageError("give a CONFIG.toml (or --resume DIR)")
+        if not args.out:
+            raise UsageError("--out DIR is required")
+        cfg, text = config.load_config(args.config, args.set)
+        out = pathlib.Path(args.out)
+        started = ["dynsim", "sweep", str(args.config), "--out", str(out)]
+        for item in args.set:
+            started += ["--set", item]
+        if args.chunk_size is not None:
+            started += ["--chunk-size", str(args.chunk_size)]
+        text = f"# started as: {shlex.join(started)}\n{text}"
+        ds, located = config.run_config(cfg, out, chunk_size=args.chunk_size, progress=progress, source_text=text)
+    n = math.prod(ds.sizes[d] for d in ds.dims)
+    state = "complete" if ds.attrs.get("complete", True) else "INCOMPLETE"
+    print(f"sweep: {n:,} points x {ds.attrs['steps']} steps, {state} -> {out}")
+    if located is not None:
+        print(f"locate: {next(iter(located.data_vars.values())).size} points -> {out / 'locate.csv'}")
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

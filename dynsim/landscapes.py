@@ -35,6 +35,8 @@ class Landscape(NamedTuple):
       minimum: the global minimiser (array), or None if unknown.
       hessian_eigenvalues: the Hessian spectrum for quadratics, else None.
       params: the landscape's parameters (for provenance).
+      min_loss: the minimum value ``L*`` when known without the minimiser (e.g. 0 for an
+        interpolating least-squares fit); with ``minimum`` known it is ``loss(minimum)``.
     """
 
     name: str
@@ -42,6 +44,7 @@ class Landscape(NamedTuple):
     minimum: Any = None
     hessian_eigenvalues: Any = None
     params: dict = {}
+    min_loss: Any = None
 
     def __call__(self, theta):
         return self.loss(theta)

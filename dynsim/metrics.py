@@ -57,7 +57,7 @@ mode is ``t·λ^t`` (log-slope ``ln λ + 1/t``) and just below it the oscillatio
 diverges, so a finite-window estimate is biased in a σ-dependent way. The taper
 suppresses the leakage of the oscillating part of ``ln‖x_t‖`` into the slope (ordinary
 least squares leaks ``O(P/W²)`` for period ``P``; a smooth taper much less), and the
-bias at the kink shrinks like ``1/(kη W²)`` in σ. :func:`dynsim.sweep.locate` therefore
+bias at the kink shrinks like ``1/(kη W²)`` in σ. :func:`dynsim.locate` therefore
 refines σ* with long runs (``2^18`` steps, fitted over the whole run, in float64 by
 default): this reproduces :func:`dynsim.analysis.critical_sigma` to better than ``1e-4``
 relative for kη ∈ [0.003, 0.6], g ∈ {0.5, 0.9, 0.99} (see the tests). Away from the
@@ -68,16 +68,21 @@ modes, aliased by the fit sampling).
 Per-step work is only the map itself plus, when requested, two compare/select pairs for
 ``steps_to_eps`` and ``overshoot``; everything else happens at checkpoints.
 
-**Performance on XLA:CPU** (2-core dev box, float32, super-acceleration on the quadratic,
-σ* metrics; see ``results/bench/README.md``): XLA:CPU emits one loop fusion per carried
-array and recomputes shared work in each, so the state ``(θ − θ*, u)`` is carried as *one
-complex array* (``pack``; ~7× faster than two arrays); an ``optimization_barrier`` after
-each interval stops XLA from fusing the whole interval into every checkpoint output;
-renormalisation is bit operations every ``every=32`` steps and the log-fit every 64 (with a
-fit every 32 steps throughput drops ~25%). The best ``unroll`` depends on the block size
-(:func:`dynsim.sweep.default_unroll`: 4 for the sweep's 2^18-point CPU blocks). Per-step
-metrics add a second carried array (≈ 3× the cost). At ~6e9 point-steps per CPU-second the
-loop is bound by floating-point throughput: each step is 6 dependent operations.
+**Why the kernel looks the way it does (XLA:CPU).** XLA:CPU emits one loop fusion per
+carried array and recomputes shared work in each, so the state ``(θ − θ*, u)`` is carried as
+*one complex array* (``pack``); an ``optimization_barrier`` after each interval stops XLA from
+fusing the whole interval into every checkpoint output; renormalisation is bit operations
+every ``every`` steps and the log-fit is sparser (:func:`fit_stride`). The best ``unroll``
+depends on the block size (:func:`dynsim.engine.default_unroll`). Per-step metrics add a
+second carried array. Measured throughputs are in ``results/bench/README.md``.
+
+**Unknown minimum.** When the landscape has no known minimiser (a user's loss), the
+distance-based metrics (``steps_to_eps``, ``overshoot``, ``final_distance``,
+``log_distance``) are unavailable. ``rate`` and ``timescale`` are then fitted to
+:math:`y_t = \tfrac12\ln(L(θ_t) − L^*)` when ``L*`` is known (``Landscape.min_loss``), else to
+:math:`\tfrac12\ln L(θ_t)` (the decay of the loss itself, right for losses whose infimum is
+0). The half makes the rate comparable: near a non-degenerate minimum
+:math:`L − L^* ≈ \tfrac12 xᵀHx ∝ \lVert x\rVert^2`. ``diverged`` compares the same ``y``.
 
 >>> import jax.numpy as jnp
 >>> from dynsim import optim, landscapes
@@ -96,14 +101,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dynsim import landscapes as _landscapes
+from dynsim import optim as _optim
 from dynsim.landscapes import Landscape
+from dynsim.numerics import fit_weights, hann_window_weights
 from dynsim.optim import LookaheadState, Rule
 
 __all__ = [
     "METRICS",
     "DEFAULT_METRICS",
     "PER_STEP_METRICS",
-    "LINEAR_RULES",
+    "DISTANCE_METRICS",
     "LINEAR_LANDSCAPES",
     "MetricConfig",
     "fit_weights",
@@ -112,6 +120,7 @@ __all__ = [
     "checkpoint_times",
     "run_metrics",
     "can_renormalise",
+    "available_metrics",
 ]
 
 METRICS: dict[str, str] = {
@@ -127,49 +136,108 @@ METRICS: dict[str, str] = {
 }
 DEFAULT_METRICS = tuple(METRICS)
 PER_STEP_METRICS = ("steps_to_eps", "overshoot")
+#: Metrics that need the minimiser θ*.
+DISTANCE_METRICS = ("steps_to_eps", "overshoot", "final_distance", "log_distance")
 _MIN_FIT_POINTS = 32  # fit checkpoints per run, at least (when renormalising)
 
-# Rules whose map is linear and homogeneous in (θ − θ*, u, inner state) on a quadratic.
-LINEAR_RULES = frozenset(
-    {"gd", "heavy_ball", "nesterov", "super_accelerated", "ema_momentum", "nesterov_time_varying"}
-)
 LINEAR_LANDSCAPES = frozenset({"quadratic", "quadratic_nd", "linear_regression"})
 
 
-def can_renormalise(rule_name: str, landscape_name: str) -> bool:
-    """Whether the state may be rescaled: a linear, homogeneous map (see module docstring)."""
-    return rule_name in LINEAR_RULES and landscape_name in LINEAR_LANDSCAPES
+def can_renormalise(rule, landscape) -> bool:
+    """Whether the state may be rescaled: a linear, homogeneous map (see module docstring).
+
+    ``rule`` and ``landscape`` are the built-in factories (or their registered names); user
+    code is never assumed linear, whatever it is called.
+    """
+    def builtin(x, registry, linear):
+        if isinstance(x, str):
+            return x in linear
+        return any(registry.get(n) is x for n in linear)
+
+    return (builtin(rule, _optim.RULES, _optim.LINEAR_RULES)
+            and builtin(landscape, _landscapes.LANDSCAPES, LINEAR_LANDSCAPES))
+
+
+def available_metrics(has_minimum: bool) -> tuple[str, ...]:
+    """The metrics that can be computed with (or without) a known minimiser."""
+    return DEFAULT_METRICS if has_minimum else tuple(m for m in DEFAULT_METRICS if m not in DISTANCE_METRICS)
 
 
 class MetricConfig(NamedTuple):
-    """Static settings of :func:`run_metrics` (hashable; part of the compile key).
+    """The metric options: the one place they and their defaults live (hashable, static).
+
+    :func:`run_metrics` and :func:`dynsim.sweep` take these as keyword arguments.
 
     Attributes:
-      steps: number of steps.
-      metrics: names from :data:`METRICS`.
-      every: checkpoint (and renormalisation) interval in steps.
+      every: checkpoint (and renormalisation) interval in steps; ``None``: 32 in float32,
+        64 in float64 (float64 has the range for longer intervals).
       window: late-window fraction of the run used for ``rate``, in (0, 1].
       eps: relative distance for ``steps_to_eps``.
       divergence_factor: growth of the state norm that counts as divergence.
-      renormalise: rescale the state by powers of two (linear maps only).
-      floor_eps: relative precision floor for the unrenormalised fits.
-      unroll: unroll factor of the inner per-step scan.
-      pack: carry (θ, u) as one complex array (fewer XLA fusions per step on CPU).
+      renormalise: rescale the state by powers of two; ``"auto"``: exactly when the map is
+        linear (:func:`can_renormalise`).
+      floor_eps: relative precision floor of the unrescaled fits (``None``: ``1e3·eps_mach``).
+      unroll: unroll factor of the per-step scan; ``None``: the platform's default
+        (:func:`dynsim.engine.default_unroll`).
+      pack: carry ``(θ, u)`` as one complex array when the rule has no inner state.
+      fit_every: steps between fit points (:func:`fit_stride`).
     """
 
-    steps: int
-    metrics: tuple[str, ...] = DEFAULT_METRICS
-    every: int = 16
+    every: int | None = None
     window: float = 0.5
     eps: float = 1e-6
     divergence_factor: float = 1e6
-    renormalise: bool = False
+    renormalise: bool | str = "auto"
     floor_eps: float | None = None
-    unroll: int = 8
+    unroll: int | None = None
     pack: bool = True
+    fit_every: int | None = None
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> "MetricConfig":
+        """Build from keyword options; an unknown one is a ValueError naming it."""
+        bad = sorted(set(options) - set(cls._fields))
+        if bad:
+            raise ValueError(f"unknown option(s) {', '.join(map(repr, bad))}; metric options are "
+                             f"{', '.join(cls._fields)}")
+        return cls(**{k: v for k, v in options.items() if v is not None or k in ("floor_eps",)})
+
+    def resolved(self, steps: int, dtype, *, linear: bool, default_unroll: int = 4) -> "MetricConfig":
+        """Defaults filled in and every value checked (ValueError naming the option)."""
+        every = self.every if self.every is not None else (64 if jnp.dtype(dtype) == jnp.float64 else 32)
+        unroll = self.unroll if self.unroll is not None else default_unroll
+        try:
+            every, unroll = int(every), int(unroll)
+        except (TypeError, ValueError):
+            raise ValueError(f"every={self.every!r} and unroll={self.unroll!r} must be integers") from None
+        if every < 1:
+            raise ValueError(f"every={every} must be >= 1")
+        if steps < 3 * every:
+            raise ValueError(f"steps={steps} must be at least 3*every={3 * every} (>= 3 checkpoints); "
+                             "lower 'every' or raise steps")
+        if not 0 < float(self.window) <= 1:
+            raise ValueError(f"window={self.window} must be in (0, 1]")
+        if not float(self.eps) > 0:
+            raise ValueError(f"eps={self.eps} must be > 0")
+        if not float(self.divergence_factor) > 1:
+            raise ValueError(f"divergence_factor={self.divergence_factor} must be > 1")
+        if unroll < 1:
+            raise ValueError(f"unroll={unroll} must be >= 1")
+        if self.fit_every is not None and int(self.fit_every) < every:
+            raise ValueError(f"fit_every={self.fit_every} must be >= every={every}")
+        if self.renormalise in (None, "auto"):
+            renorm = linear
+        elif isinstance(self.renormalise, (bool, np.bool_)):
+            renorm = bool(self.renormalise)
+        else:
+            raise ValueError(f"renormalise={self.renormalise!r} must be True, False or 'auto'")
+        return self._replace(every=every, unroll=unroll, renormalise=renorm, window=float(self.window),
+                             eps=float(self.eps), divergence_factor=float(self.divergence_factor),
+                             pack=bool(self.pack),
+                             fit_every=None if self.fit_every is None else int(self.fit_every))
 
 
-# --------------------------------------------------------------------------- fit weights
+# --------------------------------------------------------------------------- fit schedule
 
 
 def checkpoint_times(steps: int, every: int) -> np.ndarray:
@@ -205,36 +273,6 @@ def fit_stride(steps: int, every: int, renormalise: bool, per_step: bool, fit_ev
 def fit_times(steps: int, every: int, renormalise: bool, per_step: bool, fit_every: int | None = None) -> np.ndarray:
     """The fit checkpoint times ``0, F, 2F, …, steps`` used by :func:`run_metrics`."""
     return checkpoint_times(steps, every * fit_stride(steps, every, renormalise, per_step, fit_every))
-
-
-def fit_weights(times: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    r"""Coefficients ``C_j`` with ``slope = Σ_{j≥1} C_j (y_j − y_{j−1})`` (weighted least squares).
-
-    The weighted LS slope is ``Σ c_j y_j`` with ``c_j = w_j (t_j − \bar t)/Σ w (t − \bar t)²``
-    and ``Σ c_j = 0``; summation by parts gives ``C_j = Σ_{i≥j} c_i``.
-
-    >>> t = np.arange(5.0); C = fit_weights(t, np.ones(5))
-    >>> float(np.sum(C * np.diff(3 * t)))   # slope of y = 3t
-    3.0
-    """
-    t = np.asarray(times, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    tbar = np.sum(w * t) / np.sum(w)
-    c = w * (t - tbar) / np.sum(w * (t - tbar) ** 2)
-    return np.cumsum(c[::-1])[::-1][1:]
-
-
-def _window_weights(times: np.ndarray, steps: int, window: float) -> np.ndarray:
-    """Hann taper over the checkpoints in the last ``window`` fraction of the run."""
-    start = steps * (1.0 - window)
-    inside = times >= start - 1e-9
-    ti = times[inside]
-    span = ti[-1] - ti[0]
-    # Half-sample offsets keep the end points' weights positive.
-    h = np.zeros_like(times)
-    n = len(ti)
-    h[inside] = np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2 if span > 0 else 1.0
-    return h
 
 
 # --------------------------------------------------------------------------- bit-level scaling
@@ -306,7 +344,8 @@ def _bcast(v, x):
     return jnp.reshape(v, v.shape + (1,) * (x.ndim - 1))
 
 
-# --------------------------------------------------------------------------- the kernel
+def _complex(a, b):
+    return jax.lax.complex(a, b)
 
 
 class _Fits(NamedTuple):
@@ -336,8 +375,267 @@ class _Fits(NamedTuple):
         return jnp.where(good, num / jnp.where(good, den, 1.0), jnp.nan) / steps
 
 
-def _complex(a, b):
-    return jax.lax.complex(a, b)
+# --------------------------------------------------------------------------- the kernel's pieces
+
+
+class _Kernel(NamedTuple):
+    """What every piece of one run needs: static choices and the per-point constants."""
+
+    P: int
+    dtype: Any
+    renormalise: bool
+    zero_min: bool  # θ* = 0 exactly: the tracked x is θ itself
+    loss_mode: bool  # no known θ*: fit the loss instead of the state
+    use_pack: bool
+    settle: bool
+    over: bool
+    step: Callable  # (x, u, inner, count) -> (x, u, inner), batched
+    loss: Callable  # x -> (P,) losses, batched
+    minimum: Any  # (P, d), or None in loss mode
+    loss_star: Any  # (P,) L*, or None (taken as 0) in loss mode
+    dhat: Any
+    y_init: Any
+    floor: Any
+    thr_abs: Any
+
+    @property
+    def per_step(self) -> bool:
+        return self.settle or self.over
+
+    def pack(self, x, u):
+        return _complex(x, u) if self.use_pack else (x, u)
+
+    def unpack(self, z):
+        return (jnp.real(z), jnp.imag(z)) if self.use_pack else z
+
+    def dx(self, x):
+        """θ − θ* from the tracked coordinate."""
+        return x if (self.renormalise or self.zero_min) else x - self.minimum
+
+    def observable(self, x, u):
+        """The fitted ``y``: ``ln‖(θ − θ*, u)‖``, or ``½ ln(L − L*)`` without θ* (unrescaled runs)."""
+        if self.loss_mode:
+            gap = self.loss(x) - (0.0 if self.loss_star is None else self.loss_star)
+            return 0.5 * jnp.log(jnp.where(gap > 0, gap, jnp.where(gap == 0, 0.0, jnp.nan)))
+        return _log_norm((self.dx(x), u), self.P)
+
+    def threshold2(self, acc):
+        """(eps·d0)² in the current scale 2^E (recomputed: no drift)."""
+        if not self.renormalise:
+            return self.thr_abs * self.thr_abs
+        t = self.thr_abs * _pow2(-acc["E"].astype(jnp.int32), self.dtype)
+        return t * t
+
+
+def _run_steps(kern: _Kernel, zs, inner, count, acc, length: int, unroll: int):
+    """``length`` steps of the map; only the per-step metrics ride in the carry."""
+    P, dtype = kern.P, kern.dtype
+    thr2 = kern.threshold2(acc) if kern.settle else None
+
+    def body(c, _):
+        zs, inner, count, ps = c
+        x, u = kern.unpack(zs)
+        x, u, inner = kern.step(x, u, inner, count)
+        count = count + 1
+        if kern.per_step:
+            last, ov = jnp.real(ps), jnp.imag(ps)
+            dx = kern.dx(x)
+            if kern.settle:
+                last = jnp.where(_sum_sq(dx, P) > thr2, count.astype(dtype), last)
+            if kern.over:
+                ov = jnp.maximum(ov, -_dot(dx, kern.dhat, P))
+            ps = _complex(last, ov)
+        return (kern.pack(x, u), inner, count, ps), None
+
+    ps = acc.get("ps", jnp.zeros((), dtype))
+    c = jax.lax.scan(body, (zs, inner, count, ps), None, length=length, unroll=max(1, min(unroll, length)))[0]
+    # Materialise the state once: otherwise XLA fuses the whole interval into each
+    # consumer below and recomputes it several times.
+    zs, inner, count, ps = jax.lax.optimization_barrier(c)
+    if kern.per_step:
+        acc = {**acc, "ps": ps}
+    return zs, inner, count, acc
+
+
+def _renorm(kern: _Kernel, zs, inner, acc):
+    """Rescale the state by an exact power of two; accumulate the exponent."""
+    P, dtype = kern.P, kern.dtype
+    acc = dict(acc)
+    x, u = kern.unpack(zs)
+    a = _max_abs((x, u), P)
+    ok = (a > 0) & (a < jnp.inf)
+    e = jnp.where(ok, _exponent(jnp.where(ok, a, 1.0)), 0)
+    s = _pow2(-e, dtype)
+    x, u, inner = _scale(x, s), _scale(u, s), _scale(inner, s)
+    if kern.over:  # fold this interval's overshoot (scale 2^E) into a log-space maximum
+        last, ov = jnp.real(acc["ps"]), jnp.imag(acc["ps"])
+        lov = jnp.log(jnp.where(ov > 0, ov, 1.0)) + acc["E"] * math.log(2.0)
+        acc["lov"] = jnp.maximum(acc["lov"], jnp.where(ov > 0, lov, -jnp.inf))
+        acc["ps"] = _complex(last, jnp.zeros((P,), dtype))
+    acc["E"] = acc["E"] + e.astype(dtype)
+    return kern.pack(x, u), inner, acc
+
+
+def _fit_point(kern: _Kernel, zs, acc, xj):
+    """Add the fit checkpoint ``xj`` (one log per point)."""
+    acc = dict(acc)
+    x, u = kern.unpack(zs)
+    if kern.renormalise:  # the state was just renormalised: max-abs in [1, 2) or 0
+        hl_prev, E_prev = jnp.real(acc["he"]), jnp.imag(acc["he"])
+        n2 = _sum_sq((x, u), kern.P)
+        ok = (n2 > 0) & (n2 < jnp.inf)
+        hl = 0.5 * jnp.log(jnp.where(ok, n2, 1.0))
+        delta = jnp.where(ok, (acc["E"] - E_prev) * math.log(2.0) + hl - hl_prev, 0.0)
+        acc["acc"] = acc["acc"] + xj["C"] * delta.astype(xj["C"].dtype)
+        acc["he"] = _complex(jnp.where(ok, hl, hl_prev), jnp.where(ok, acc["E"], E_prev))
+    else:
+        y = kern.observable(x, u)
+        ok = (y > kern.floor) & (y < jnp.inf)
+        acc["fr"] = acc["fr"].add(xj["wr"], xj["tau"], y - kern.y_init, ok)
+        acc["fT"] = acc["fT"].add(xj["wT"], xj["tau"], y - kern.y_init, ok)
+    return acc
+
+
+def _fit_schedule(steps: int, cfg: MetricConfig, per_step: bool, dtype):
+    """Static per-checkpoint data: LS coefficients and weights (shared by all points)."""
+    stride = fit_stride(steps, cfg.every, cfg.renormalise, per_step, cfg.fit_every)
+    times = checkpoint_times(steps, cfg.every * stride)
+    w_rate = hann_window_weights(times, steps, cfg.window)
+    w_T = np.ones_like(times)
+    npd = np.dtype(dtype)
+    xs = {  # per fit checkpoint j = 1..n (index j-1)
+        "C": jnp.asarray((fit_weights(times, w_rate) + 1j * fit_weights(times, w_T)).astype(
+            np.complex64 if npd == np.float32 else np.complex128)),
+        "wr": jnp.asarray(w_rate[1:].astype(npd)),
+        "wT": jnp.asarray(w_T[1:].astype(npd)),
+        "tau": jnp.asarray((times[1:] / steps).astype(npd)),
+    }
+    return stride, xs, w_rate, w_T
+
+
+def _init_accumulators(kern: _Kernel, x0, u0, inner0, w_rate, w_T):
+    P, dtype = kern.P, kern.dtype
+    zeros = jnp.zeros((P,), dtype)
+    if kern.renormalise:
+        a0 = _max_abs((x0, u0), P)
+        e0 = jnp.where(a0 > 0, _exponent(jnp.where(a0 > 0, a0, 1.0)), 0)
+        s0 = _pow2(-e0, dtype)
+        x0, inner0 = _scale(x0, s0), _scale(inner0, s0)
+        hl0 = 0.5 * jnp.log(jnp.where(a0 > 0, _sum_sq((x0, u0), P), 1.0))
+        E0 = e0.astype(dtype)
+        # acc: (rate, T) slope accumulators; he: (ln‖state‖ and exponent at the last fit point)
+        acc = {"acc": _complex(zeros, zeros), "he": _complex(hl0, E0), "E": E0}
+    else:
+        ok0 = kern.y_init > kern.floor
+        acc = {
+            "fr": _Fits.zeros(P, dtype).add(jnp.asarray(w_rate[0], dtype), 0.0, zeros, ok0),
+            "fT": _Fits.zeros(P, dtype).add(jnp.asarray(w_T[0], dtype), 0.0, zeros, ok0),
+        }
+    if kern.per_step:
+        # (last step above eps, overshoot in the current interval's scale)
+        acc["ps"] = _complex(jnp.full((P,), -1.0, dtype), zeros)
+        if kern.over and kern.renormalise:
+            acc["lov"] = jnp.full((P,), -jnp.inf, dtype)
+    return x0, inner0, acc
+
+
+def _scan_run(kern: _Kernel, cfg: MetricConfig, steps: int, carry, stride: int, xs):
+    """All steps: full fit segments in a scan, then the tail."""
+    every, unroll = cfg.every, cfg.unroll
+    F = every * stride
+    n_fit_full = steps // F
+    tail = steps - n_fit_full * F
+
+    def segment(carry, lengths, xj):
+        """Intervals of the given lengths (renormalising after each), then a fit point."""
+        zs, inner, count, acc = carry
+        for length in lengths:
+            zs, inner, count, acc = _run_steps(kern, zs, inner, count, acc, length, unroll)
+            if kern.renormalise:
+                zs, inner, acc = _renorm(kern, zs, inner, acc)
+        return zs, inner, count, _fit_point(kern, zs, acc, xj)
+
+    def full_segment(carry, xj):
+        if stride == 1:
+            return segment(carry, [every], xj), None
+
+        def one(c, _):
+            zs, inner, count, acc = _run_steps(kern, *c, every, unroll)
+            zs, inner, acc = _renorm(kern, zs, inner, acc)
+            return (zs, inner, count, acc), None
+
+        zs, inner, count, acc = jax.lax.scan(one, carry, None, length=stride)[0]
+        return (zs, inner, count, _fit_point(kern, zs, acc, xj)), None
+
+    carry = jax.lax.scan(full_segment, carry, jax.tree.map(lambda v: v[:n_fit_full], xs))[0]
+    if tail:
+        lengths = [every] * (tail // every) + ([tail % every] if tail % every else [])
+        carry = segment(carry, lengths, jax.tree.map(lambda v: v[n_fit_full], xs))
+    return carry
+
+
+def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc) -> dict:
+    """The requested metrics from the final state and accumulators."""
+    P, dtype = kern.P, kern.dtype
+    want = set(metrics)
+    x, u = kern.unpack(zs)
+    out = {}
+    state_ok = jnp.isfinite(_max_abs((x, u), P))
+    nanf = jnp.asarray(jnp.nan, dtype)
+    if kern.renormalise:
+        slope_rate, slope_T = jnp.real(acc["acc"]), jnp.imag(acc["acc"])
+        zero = state_ok & (_max_abs((x, u), P) == 0)  # a linear map never leaves exact 0
+        scale_log = acc["E"] * math.log(2.0)
+        log_dist = scale_log + _log_norm(x, P)
+        y_final = scale_log + _log_norm((x, u), P)
+        rate = jnp.where(zero, jnp.inf, -slope_rate)
+        slope_T = jnp.where(zero, -jnp.inf, slope_T)
+    else:
+        s_rate, slope_T = acc["fr"].slope(steps), acc["fT"].slope(steps)
+        # Too few late checkpoints above the precision floor: use the whole-run fit.
+        rate = -jnp.where(jnp.isfinite(s_rate), s_rate, slope_T)
+        y_final = kern.observable(x, u)
+        if not kern.loss_mode:
+            log_dist = _log_norm(x - kern.minimum, P)
+    final_loss = None
+    if kern.loss_mode or "final_loss" in want:
+        final_loss = kern.loss(kern.minimum + x if (kern.renormalise and not kern.zero_min) else x)
+    bad = ~state_ok
+    if kern.loss_mode:  # a finite state can still give a non-finite loss
+        bad = bad | ~jnp.isfinite(final_loss)
+    T = jnp.where(slope_T < 0, -1.0 / jnp.where(slope_T < 0, slope_T, -1.0), jnp.inf)
+    diverged = bad | (y_final - kern.y_init > math.log(cfg.divergence_factor))
+    if "rate" in want:
+        out["rate"] = jnp.where(bad, nanf, rate)
+    if "rho" in want:
+        out["rho"] = jnp.where(bad, nanf, jnp.exp(-rate))
+    if "timescale" in want:
+        out["timescale"] = jnp.where(bad, nanf, T)
+    if kern.settle:
+        last = jnp.real(acc["ps"])
+        done = (last < steps) & ~bad
+        out["steps_to_eps"] = jnp.where(done, last + 1, nanf)
+    if kern.over:
+        ld0 = jnp.log(jnp.where(d0 > 0, d0, 1.0))
+        ov_true = jnp.exp(acc["lov"] - ld0) if kern.renormalise else jnp.imag(acc["ps"]) / jnp.exp(ld0)
+        out["overshoot"] = jnp.where(bad, nanf, ov_true)
+    if "log_distance" in want:
+        out["log_distance"] = jnp.where(bad, nanf, log_dist)
+    if "final_distance" in want:
+        out["final_distance"] = jnp.where(bad, nanf, jnp.exp(log_dist))
+    if "final_loss" in want:
+        fl = final_loss
+        if kern.renormalise:  # the excess loss in log space: it may lie far below the float range
+            excess = final_loss - kern.loss_star
+            lx = jnp.log(jnp.where(excess > 0, excess, 1.0)) + 2 * scale_log
+            fl = kern.loss_star + jnp.where(excess > 0, jnp.exp(lx), 0.0)
+        out["final_loss"] = jnp.where(bad, nanf, fl)
+    if "diverged" in want:
+        out["diverged"] = diverged
+    return {m: out[m] for m in metrics}
+
+
+# --------------------------------------------------------------------------- the kernel
 
 
 def run_metrics(
@@ -349,45 +647,29 @@ def run_metrics(
     steps: int,
     *,
     metrics: Sequence[str] = DEFAULT_METRICS,
-    every: int = 32,
-    window: float = 0.5,
-    eps: float = 1e-6,
-    divergence_factor: float = 1e6,
-    renormalise: bool | str = "auto",
-    floor_eps: float | None = None,
-    unroll: int = 8,
-    pack: bool = True,
-    fit_every: int | None = None,
     static_hyper: Mapping[str, Any] | None = None,
     static_land: Mapping[str, Any] | None = None,
+    **options,
 ) -> dict[str, jax.Array]:
     r"""Run ``steps`` steps for a batch of ``P`` points and return their metrics.
 
     Args:
-      rule_factory: a :mod:`dynsim.optim` factory, called per point inside ``vmap``
-        (hyperparameters are tracers: one program serves every point).
+      rule_factory: a :mod:`dynsim.optim` factory, or any factory of an optax
+        transformation, called per point inside ``vmap`` (hyperparameters are tracers: one
+        program serves every point).
       hyper: ``name -> (P,)`` hyperparameter arrays.
-      landscape_factory: a :mod:`dynsim.landscapes` factory, called per point.
+      landscape_factory: a factory returning a :class:`~dynsim.landscapes.Landscape`, called
+        per point. Without a known ``minimum`` the fits use the loss (module docstring).
       land_params: ``name -> (P,)`` landscape parameters (may be empty).
-      theta0: ``(P, *shape)`` initial points.
+      theta0: ``(P, d)`` initial points.
       steps: number of steps (static: the scan length).
       metrics: names from :data:`METRICS`; only these are computed.
-      every: checkpoint/renormalisation interval. With renormalisation the state may
-        shrink by at most the float range within one interval: points with
-        ``ρ^every`` below ~1e-38 (float32) reach exactly 0 and report ``rate = inf``.
-      window: late fraction of the run used for ``rate``.
-      eps: relative distance for ``steps_to_eps``.
-      divergence_factor: final/initial state-norm ratio beyond which a point diverged.
-      renormalise: rescale the state by powers of two (linear homogeneous maps only);
-        ``"auto"`` does so exactly when :func:`can_renormalise` says the map is linear;
-        otherwise ``ln‖x‖`` is tracked unrescaled.
-      floor_eps: relative precision floor of the unrescaled fits (default ``1e3·eps_mach``).
-      unroll: unroll factor of the per-step scan inside a checkpoint interval.
-      pack: carry ``(θ, u)`` as one complex array when the rule has no inner state
-        (XLA:CPU emits one fusion per carried array; packing halves the per-step work).
-      fit_every: steps between fit points (see :func:`fit_stride`; default 64 when
-        renormalising without per-step metrics, else ``every``).
       static_hyper, static_land: non-numeric fixed arguments (e.g. ``lookahead=True``).
+      **options: the fields of :class:`MetricConfig` (``every``, ``window``, ``eps``,
+        ``divergence_factor``, ``renormalise``, ``floor_eps``, ``unroll``, ``pack``,
+        ``fit_every``), with its defaults. With renormalisation the state may shrink by at
+        most the float range within one interval: points with ``ρ^every`` below ~1e-38
+        (float32) reach exactly 0 and report ``rate = inf``.
 
     Returns:
       ``name -> (P,)`` arrays in ``metrics`` order (``diverged`` is bool).
@@ -396,44 +678,50 @@ def run_metrics(
     for m in metrics:
         if m not in METRICS:
             raise ValueError(f"metrics: unknown metric {m!r}; choose from {', '.join(METRICS)}")
-    steps, every, unroll = int(steps), int(every), int(unroll)
-    if every < 1:
-        raise ValueError(f"every={every} must be >= 1")
-    if steps < 3 * every:
-        raise ValueError(f"steps={steps} must be at least 3*every={3 * every} (>= 3 checkpoints)")
-    if not 0 < window <= 1:
-        raise ValueError(f"window={window} must be in (0, 1]")
-    if renormalise == "auto":
-        renormalise = can_renormalise(getattr(rule_factory, "__name__", ""),
-                                      getattr(landscape_factory, "__name__", ""))
-    renormalise = bool(renormalise)
-    static_hyper = dict(static_hyper or {})
-    static_land = dict(static_land or {})
+    steps = int(steps)
     theta0 = jnp.asarray(theta0)
     dtype = theta0.dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"theta0 must be a float array, got {dtype}")
+    cfg = MetricConfig.from_options(options).resolved(
+        steps, dtype, linear=can_renormalise(rule_factory, landscape_factory), default_unroll=8)
     if "steps_to_eps" in metrics and dtype == jnp.float32 and steps >= 2**24:
         raise ValueError("steps_to_eps in float32 needs steps < 2**24 (step counts are carried as floats)")
+    static_hyper = dict(static_hyper or {})
+    static_land = dict(static_land or {})
     P = theta0.shape[0]
-    want = set(metrics)
-    settle = "steps_to_eps" in want
-    over = "overshoot" in want
-    per_step = settle or over
     hp_b, lp_b = dict(hyper), dict(land_params)
-    ln2 = math.log(2.0)
 
     def build(hp, lp):
-        return rule_factory(**hp, **static_hyper), landscape_factory(**lp, **static_land)
+        from dynsim.run import as_rule
+
+        return as_rule(rule_factory(**hp, **static_hyper)), landscape_factory(**lp, **static_land)
+
+    probe = jax.eval_shape(lambda: build({k: v[0] for k, v in hp_b.items()},
+                                         {k: v[0] for k, v in lp_b.items()})[1].minimum)
+    loss_mode = probe is None
+    if loss_mode:
+        if cfg.renormalise:
+            raise ValueError("renormalise=True needs a landscape with a known minimum")
+        lacking = [m for m in metrics if m in DISTANCE_METRICS]
+        if lacking:
+            raise ValueError(f"metrics {lacking} need the landscape's minimum, which is unknown; "
+                             f"available: {', '.join(available_metrics(False))}")
+    renormalise = cfg.renormalise
 
     def point_init(hp, lp, th0):
         rule, land = build(hp, lp)
+        inner = rule.map_init(th0).inner
+        if loss_mode:
+            star = land.min_loss
+            return None, (None if star is None else jnp.asarray(star, dtype)), inner
         minimum = jnp.broadcast_to(jnp.asarray(land.minimum, dtype), th0.shape)
-        return minimum, land.loss(minimum), rule.map_init(th0).inner
+        return minimum, land.loss(minimum), inner
 
     minimum, loss_star, inner0 = jax.vmap(point_init)(hp_b, lp_b, theta0)
     # The quadratic family has its minimum at 0: x = θ exactly, no add/subtract per step.
-    zero_min = landscape_factory.__name__ in ("quadratic", "quadratic_nd") and not lp_b.get("_shift")
+    zero_min = (landscape_factory in (_landscapes.quadratic, _landscapes.quadratic_nd)
+                and not lp_b.get("_shift"))
 
     def point_step(hp, lp, mn, x, u, inner, count):
         rule, land = build(hp, lp)
@@ -444,229 +732,36 @@ def run_metrics(
         th_next, st = rule.map_step(grad, x, LookaheadState(u, inner, count))
         return th_next, st.velocity, st.inner
 
-    vstep = jax.vmap(point_step, in_axes=(0, 0, 0, 0, 0, 0, None))
-
-    def step(x, u, inner, count):
-        return vstep(hp_b, lp_b, minimum, x, u, inner, count)
-
+    vstep = jax.vmap(point_step, in_axes=(0, 0, 0 if minimum is not None else None, 0, 0, 0, None))
+    vloss = jax.vmap(lambda hp, lp, th: build(hp, lp)[1].loss(th))
     has_inner = bool(jax.tree.leaves(inner0))
-    use_pack = bool(pack) and not has_inner
-
-    def pack_state(x, u):
-        return _complex(x, u) if use_pack else (x, u)
-
-    def unpack_state(z):
-        return (jnp.real(z), jnp.imag(z)) if use_pack else z
-
-    def state_dx(x):  # θ − θ* from the tracked coordinate
-        return x if (renormalise or zero_min) else x - minimum
 
     # ---- initial state
-    d0vec = theta0 - minimum
-    d0 = jnp.sqrt(_sum_sq(d0vec, P))
-    dhat = d0vec / _bcast(jnp.where(d0 > 0, d0, 1.0), d0vec)
-    x0 = d0vec if renormalise else theta0
     u0 = jnp.zeros_like(theta0)
-    y_init = _log_norm((d0vec, u0), P)
-    fe = floor_eps if floor_eps is not None else float(1e3 * jnp.finfo(dtype).eps)
-    floor = jnp.log(fe * jnp.sqrt(_sum_sq(minimum, P)))  # -inf when θ* = 0
-
-    # ---- schedule (static, shared by all points)
-    stride = fit_stride(steps, every, renormalise, per_step, fit_every)
-    F = every * stride
-    times = checkpoint_times(steps, F)
-    n_fit_full = steps // F
-    tail = steps - n_fit_full * F
-    w_rate = _window_weights(times, steps, window)
-    w_T = np.ones_like(times)
-    npd = np.dtype(dtype)
-    xs = {  # per fit checkpoint j = 1..n (index j-1)
-        "C": jnp.asarray((fit_weights(times, w_rate) + 1j * fit_weights(times, w_T)).astype(
-            np.complex64 if npd == np.float32 else np.complex128)),
-        "wr": jnp.asarray(w_rate[1:].astype(npd)),
-        "wT": jnp.asarray(w_T[1:].astype(npd)),
-        "tau": jnp.asarray((times[1:] / steps).astype(npd)),
-    }
-
-    zeros = jnp.zeros((P,), dtype)
-    if renormalise:
-        a0 = _max_abs((x0, u0), P)
-        e0 = jnp.where(a0 > 0, _exponent(jnp.where(a0 > 0, a0, 1.0)), 0)
-        s0 = _pow2(-e0, dtype)
-        x0, inner0 = _scale(x0, s0), _scale(inner0, s0)
-        hl0 = 0.5 * jnp.log(jnp.where(a0 > 0, _sum_sq((x0, u0), P), 1.0))
-        E0 = e0.astype(dtype)
-        # acc: (rate, T) slope accumulators; he: (ln‖state‖ and exponent at the last fit point)
-        acc = {"acc": _complex(zeros, zeros), "he": _complex(hl0, E0), "E": E0}
+    fe = cfg.floor_eps if cfg.floor_eps is not None else float(1e3 * jnp.finfo(dtype).eps)
+    if loss_mode:
+        d0, dhat, x0 = None, None, theta0
+        star = jnp.zeros((P,), dtype) if loss_star is None else loss_star
+        gap0 = vloss(hp_b, lp_b, theta0) - star
+        y_init = 0.5 * jnp.log(jnp.where(gap0 > 0, gap0, jnp.nan))
+        floor = 0.5 * jnp.log(fe * jnp.abs(star))  # -inf when L* = 0
     else:
-        ok0 = y_init > floor
-        acc = {
-            "fr": _Fits.zeros(P, dtype).add(jnp.asarray(w_rate[0], dtype), 0.0, zeros, ok0),
-            "fT": _Fits.zeros(P, dtype).add(jnp.asarray(w_T[0], dtype), 0.0, zeros, ok0),
-        }
-    thr_abs = eps * d0
-
-    def threshold2(acc):  # (eps·d0)² in the current scale 2^E (recomputed: no drift)
-        if not renormalise:
-            return thr_abs * thr_abs
-        t = thr_abs * _pow2(-acc["E"].astype(jnp.int32), dtype)
-        return t * t
-
-    if per_step:
-        # (last step above eps, overshoot in the current interval's scale)
-        acc["ps"] = _complex(jnp.full((P,), -1.0, dtype), zeros)
-        if over and renormalise:
-            acc["lov"] = jnp.full((P,), -jnp.inf, dtype)
-
-    def run_steps(zs, inner, count, acc, length):
-        """``length`` steps of the map; only per-step metrics in the carry."""
-        thr2 = threshold2(acc) if settle else None
-
-        def body(c, _):
-            zs, inner, count, ps = c
-            x, u = unpack_state(zs)
-            x, u, inner = step(x, u, inner, count)
-            count = count + 1
-            if per_step:
-                last, ov = jnp.real(ps), jnp.imag(ps)
-                dx = state_dx(x)
-                if settle:
-                    last = jnp.where(_sum_sq(dx, P) > thr2, count.astype(dtype), last)
-                if over:
-                    ov = jnp.maximum(ov, -_dot(dx, dhat, P))
-                ps = _complex(last, ov)
-            return (pack_state(x, u), inner, count, ps), None
-
-        ps = acc.get("ps", jnp.zeros((), dtype))
-        c = jax.lax.scan(body, (zs, inner, count, ps), None, length=length,
-                         unroll=max(1, min(unroll, length)))[0]
-        # Materialise the state once: otherwise XLA fuses the whole interval into each
-        # consumer below and recomputes it several times.
-        zs, inner, count, ps = jax.lax.optimization_barrier(c)
-        if per_step:
-            acc = {**acc, "ps": ps}
-        return zs, inner, count, acc
-
-    def renorm(zs, inner, acc):
-        """Rescale the state by an exact power of two; accumulate the exponent."""
-        acc = dict(acc)
-        x, u = unpack_state(zs)
-        a = _max_abs((x, u), P)
-        ok = (a > 0) & (a < jnp.inf)
-        e = jnp.where(ok, _exponent(jnp.where(ok, a, 1.0)), 0)
-        s = _pow2(-e, dtype)
-        x, u, inner = _scale(x, s), _scale(u, s), _scale(inner, s)
-        if over:  # fold this interval's overshoot (scale 2^E) into a log-space maximum
-            last, ov = jnp.real(acc["ps"]), jnp.imag(acc["ps"])
-            lov = jnp.log(jnp.where(ov > 0, ov, 1.0)) + acc["E"] * ln2
-            acc["lov"] = jnp.maximum(acc["lov"], jnp.where(ov > 0, lov, -jnp.inf))
-            acc["ps"] = _complex(last, zeros)
-        acc["E"] = acc["E"] + e.astype(dtype)
-        return pack_state(x, u), inner, acc
-
-    def fit_point(zs, acc, xj):
-        """Add the fit checkpoint ``xj`` (one log per point)."""
-        acc = dict(acc)
-        x, u = unpack_state(zs)
-        if renormalise:  # the state was just renormalised: max-abs in [1, 2) or 0
-            hl_prev, E_prev = jnp.real(acc["he"]), jnp.imag(acc["he"])
-            n2 = _sum_sq((x, u), P)
-            ok = (n2 > 0) & (n2 < jnp.inf)
-            hl = 0.5 * jnp.log(jnp.where(ok, n2, 1.0))
-            delta = jnp.where(ok, (acc["E"] - E_prev) * ln2 + hl - hl_prev, 0.0)
-            acc["acc"] = acc["acc"] + xj["C"] * delta.astype(xj["C"].dtype)
-            acc["he"] = _complex(jnp.where(ok, hl, hl_prev), jnp.where(ok, acc["E"], E_prev))
-        else:
-            y = _log_norm((state_dx(x), u), P)
-            ok = (y > floor) & (y < jnp.inf)
-            acc["fr"] = acc["fr"].add(xj["wr"], xj["tau"], y - y_init, ok)
-            acc["fT"] = acc["fT"].add(xj["wT"], xj["tau"], y - y_init, ok)
-        return acc
-
-    def segment(carry, lengths, xj):
-        """Intervals of the given lengths (renormalising after each), then a fit point."""
-        zs, inner, count, acc = carry
-        for length in lengths:
-            zs, inner, count, acc = run_steps(zs, inner, count, acc, length)
-            if renormalise:
-                zs, inner, acc = renorm(zs, inner, acc)
-        return zs, inner, count, fit_point(zs, acc, xj)
-
-    def full_segment(carry, xj):
-        if stride == 1:
-            return segment(carry, [every], xj), None
-
-        def one(c, _):
-            zs, inner, count, acc = c
-            zs, inner, count, acc = run_steps(zs, inner, count, acc, every)
-            zs, inner, acc = renorm(zs, inner, acc)
-            return (zs, inner, count, acc), None
-
-        c = jax.lax.scan(one, carry, None, length=stride)[0]
-        zs, inner, count, acc = c
-        return (zs, inner, count, fit_point(zs, acc, xj)), None
-
-    carry = (pack_state(x0, u0), inner0, jnp.zeros((), jnp.int32), acc)
-    carry = jax.lax.scan(full_segment, carry, jax.tree.map(lambda v: v[:n_fit_full], xs))[0]
-    if tail:
-        lengths = [every] * (tail // every) + ([tail % every] if tail % every else [])
-        carry = segment(carry, lengths, jax.tree.map(lambda v: v[n_fit_full], xs))
-    zs, inner, count, acc = carry
-    x, u = unpack_state(zs)
-
-    # ---- finalise
-    out = {}
-    state_ok = jnp.isfinite(_max_abs((x, u), P))
-    bad = ~state_ok
-    nanf = jnp.asarray(jnp.nan, dtype)
-    if renormalise:
-        slope_rate, slope_T = jnp.real(acc["acc"]), jnp.imag(acc["acc"])
-        zero = state_ok & (_max_abs((x, u), P) == 0)  # a linear map never leaves exact 0
-        scale_log = acc["E"] * ln2
-        dx = x
-        log_dist = scale_log + _log_norm(dx, P)
-        log_state = scale_log + _log_norm((x, u), P)
-        rate = jnp.where(zero, jnp.inf, -slope_rate)
-        slope_T = jnp.where(zero, -jnp.inf, slope_T)
-    else:
-        s_rate, slope_T = acc["fr"].slope(steps), acc["fT"].slope(steps)
-        # Too few late checkpoints above the precision floor: use the whole-run fit.
-        rate = -jnp.where(jnp.isfinite(s_rate), s_rate, slope_T)
-        dx = x - minimum
-        log_dist = _log_norm(dx, P)
-        log_state = _log_norm((dx, u), P)
-    T = jnp.where(slope_T < 0, -1.0 / jnp.where(slope_T < 0, slope_T, -1.0), jnp.inf)
-    diverged = bad | (log_state - y_init > math.log(divergence_factor))
-    if "rate" in want:
-        out["rate"] = jnp.where(bad, nanf, rate)
-    if "rho" in want:
-        out["rho"] = jnp.where(bad, nanf, jnp.exp(-rate))
-    if "timescale" in want:
-        out["timescale"] = jnp.where(bad, nanf, T)
-    if settle:
-        last = jnp.real(acc["ps"])
-        done = (last < steps) & ~bad
-        out["steps_to_eps"] = jnp.where(done, last + 1, nanf)
-    if over:
-        ld0 = jnp.log(jnp.where(d0 > 0, d0, 1.0))
-        if renormalise:
-            ov_true = jnp.exp(acc["lov"] - ld0)
-        else:
-            ov_true = jnp.imag(acc["ps"]) / jnp.exp(ld0)
-        out["overshoot"] = jnp.where(bad, nanf, ov_true)
-    if "log_distance" in want:
-        out["log_distance"] = jnp.where(bad, nanf, log_dist)
-    if "final_distance" in want:
-        out["final_distance"] = jnp.where(bad, nanf, jnp.exp(log_dist))
-    if "final_loss" in want:
-        vloss = jax.vmap(lambda hp, lp, th: build(hp, lp)[1].loss(th))
-        if renormalise:
-            excess = vloss(hp_b, lp_b, minimum + dx) - loss_star
-            lx = jnp.log(jnp.where(excess > 0, excess, 1.0)) + 2 * scale_log
-            fl = loss_star + jnp.where(excess > 0, jnp.exp(lx), 0.0)
-        else:
-            fl = vloss(hp_b, lp_b, x)
-        out["final_loss"] = jnp.where(bad, nanf, fl)
-    if "diverged" in want:
-        out["diverged"] = diverged
-    return {m: out[m] for m in metrics}
+        d0vec = theta0 - minimum
+        d0 = jnp.sqrt(_sum_sq(d0vec, P))
+        dhat = d0vec / _bcast(jnp.where(d0 > 0, d0, 1.0), d0vec)
+        x0 = d0vec if renormalise else theta0
+        y_init = _log_norm((d0vec, u0), P)
+        floor = jnp.log(fe * jnp.sqrt(_sum_sq(minimum, P)))  # -inf when θ* = 0
+    kern = _Kernel(
+        P=P, dtype=dtype, renormalise=renormalise, zero_min=zero_min, loss_mode=loss_mode,
+        use_pack=bool(cfg.pack) and not has_inner, settle="steps_to_eps" in metrics,
+        over="overshoot" in metrics,
+        step=lambda x, u, inner, count: vstep(hp_b, lp_b, minimum, x, u, inner, count),
+        loss=lambda x: vloss(hp_b, lp_b, x), minimum=minimum, loss_star=loss_star, dhat=dhat,
+        y_init=y_init, floor=floor, thr_abs=None if d0 is None else cfg.eps * d0,
+    )
+    stride, xs, w_rate, w_T = _fit_schedule(steps, cfg, kern.per_step, dtype)
+    x0, inner0, acc = _init_accumulators(kern, x0, u0, inner0, w_rate, w_T)
+    carry = (kern.pack(x0, u0), inner0, jnp.zeros((), jnp.int32), acc)
+    zs, _, _, acc = _scan_run(kern, cfg, steps, carry, stride, xs)
+    return _finalise(kern, metrics, steps, cfg, d0, zs, acc)

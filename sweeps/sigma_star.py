@@ -4,7 +4,7 @@
     python sweeps/sigma_star.py --out results/sigma-star [--set steps=2048] [--chunk-size N]
     python sweeps/sigma_star.py --resume results/sigma-star
 
-A thin shell over :mod:`dynsim.sweep`: parses arguments, runs the config, and leaves
+A thin shell over ``dynsim sweep`` (:mod:`dynsim.cli`): parses arguments, runs the config, and leaves
 ``config.toml`` / ``config.json`` beside ``results.zarr`` and ``locate.csv`` in ``--out``.
 """
 from __future__ import annotations
@@ -26,22 +26,17 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = p.parse_args(argv)
 
-    from dynsim import engine as sweep
+    from dynsim import cli
 
-    ns = argparse.Namespace(
-        config=None if args.resume else args.config,
-        out=args.out,
-        resume=args.resume,
-        set=args.set,
-        chunk_size=args.chunk_size,
-        no_progress=args.no_progress,
-    )
-    try:
-        return sweep.cli(ns)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"sigma_star.py: error: {e}", file=sys.stderr)
-        return 2
-
+    argv = ["sweep", *(["--resume", args.resume] if args.resume else [args.config])]
+    argv += ["--out", args.out] if args.out and not args.resume else []
+    for item in args.set:
+        argv += ["--set", item]
+    if args.chunk_size is not None:
+        argv += ["--chunk-size", str(args.chunk_size)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    return cli.main(argv)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,6 +16,7 @@ import pytest
 import dynsim
 from dynsim import analysis, cli, landscapes, optim
 from dynsim import engine as sw
+from dynsim.engine.layout import make_layout
 from dynsim.metrics import fit_times, run_metrics
 
 SMALL = {"k_eta": np.array([0.01, 0.1]), "momentum": 0.9, "sigma": np.linspace(0.0, 12.0, 13)}
@@ -112,7 +113,7 @@ def test_chunking_and_padding_equal_one_chunk_and_compile_once():
 
 
 def test_layout_chunks_are_rectangular_and_cover_the_grid():
-    lay = sw._make_layout((3, 4, 5), 9, n_devices=2, block_size=4096)
+    lay = make_layout((3, 4, 5), 9, n_devices=2, block_size=4096)
     seen = np.zeros((3, 4, 5), int)
     for i in range(lay.n_chunks):
         start, n, region = lay.chunk(i)
@@ -126,7 +127,7 @@ def test_layout_chunks_are_rectangular_and_cover_the_grid():
 @pytest.mark.parametrize("block_size", [1 << 18, 65536, 4096, 8])
 def test_layout_blocks_are_evened_out(block_size):
     """Blocks split a device's points evenly: padding under 8 points per block, never a whole block."""
-    lay = sw._make_layout((37, 3, 2362), 10**6, n_devices=2, block_size=block_size)
+    lay = make_layout((37, 3, 2362), 10**6, n_devices=2, block_size=block_size)
     raw = -(-37 * 3 * 2362 // 2)
     assert lay.block_points % 8 == 0 and lay.block_points <= max(block_size, 8)
     assert lay.local == lay.n_blocks * lay.block_points
@@ -334,6 +335,7 @@ import os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + sys.argv[1]
 import numpy as np
 from dynsim import engine as sw
+from dynsim.engine.layout import make_layout
 grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]), "sigma": np.linspace(-60, 40, 101)}
 ds = sw.sweep("super_accelerated", "quadratic", grid, 1024, progress=False)
 np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
@@ -344,8 +346,8 @@ np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
 def test_cli_xla_flags_leave_results_bit_identical(tmp_path):
     """The CLI's XLA:CPU flags (one device per core; 512-bit vectors on AVX-512) change speed only."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    code = ("import os; from dynsim.sweep import _configure_xla_cpu, _cpu_has_avx512; "
-            "_configure_xla_cpu(); print(os.environ.get('XLA_FLAGS', ''), _cpu_has_avx512())")
+    code = ("import os; from dynsim.engine.platform import configure_xla_cpu, cpu_has_avx512; "
+            "configure_xla_cpu(); print(os.environ.get('XLA_FLAGS', ''), cpu_has_avx512())")
     flags, avx512 = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                    check=True).stdout.rsplit(" ", 1)
     assert ("--xla_cpu_prefer_vector_width=512" in flags) == (avx512.strip() == "True")
@@ -371,6 +373,7 @@ jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processe
 from jax.experimental import multihost_utils
 import numpy as np
 from dynsim import engine as sw
+from dynsim.engine.layout import make_layout
 grid = {"k_eta": np.geomspace(0.01, 0.5, 6), "momentum": np.array([0.5, 0.9]), "sigma": np.linspace(-1, 9, 11)}
 kw = dict(metrics=["rate", "timescale", "diverged"], progress=False, chunk_size=22, out=out)
 if jax.process_index() == 0:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from dynsim import analysis
 from dynsim import engine as sw
+from dynsim.engine.plot import exact_sigma_star
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_sigma_star_script_tiny(tmp_path, capsys):
     np.testing.assert_allclose(loc.sigma_star.values, exact, rtol=2e-3)
     # the plot's overlay is the same closed form, on the located dataset's own dims
     located = sw.locate(ds, refine=False)
-    np.testing.assert_allclose(sw._exact_sigma_star(located).values[:, 0], exact, rtol=1e-12)
+    np.testing.assert_allclose(exact_sigma_star(located).values[:, 0], exact, rtol=1e-12)
     # bad input: one line, exit 2
     capsys.readouterr()
     assert script["main"](["--out", str(tmp_path / "x"), "--set", "grid.k_eta=[-1.0, 0.1]"]) == 2

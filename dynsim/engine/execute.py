@@ -1,0 +1,230 @@
+r"""The compiled programs: a sharded chunk kernel (:func:`chunk_kernel`) and a point kernel.
+
+A chunk is sharded over the local devices with ``jax.shard_map`` on a 1-D ``Mesh`` (axis
+``"points"``). Each device computes its points' coordinates from the chunk offset (no
+host→device transfer of the grid) and runs them in blocks (``lax.map`` over blocks of one
+vmapped :func:`dynsim.metrics.run_metrics` each). Padding repeats the last valid point and
+is cut on the host. Every hyperparameter is an argument: one compile serves every chunk
+and every value; programs are cached per problem, shapes and options.
+
+:func:`run_chunks` dispatches chunk ``i+1`` before it waits for chunk ``i``, so writing
+overlaps computing. Donation does not apply: a chunk's inputs are the grid coordinates
+(reused by every chunk) and two scalars; the state lives in the scan carry.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Callable, Mapping
+
+import numpy as np
+
+from dynsim import metrics as _metrics
+from dynsim.engine.batch import local_devices
+from dynsim.engine.layout import Layout
+from dynsim.engine.plan import Plan
+
+__all__ = ["chunk_kernel", "run_chunks", "run_points", "trace_count"]
+
+_TRACES = {"n": 0}
+_CACHE: dict = {}
+_CACHE_MAX = 32
+
+
+def trace_count() -> int:
+    """How many times a sweep kernel has been traced (= compiled) in this process."""
+    return _TRACES["n"]
+
+
+def _cached(key, build):
+    if key not in _CACHE:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
+def _problem_key(plan: Plan):
+    """Identifies the code: the user's objects themselves (held by the cache), not their names."""
+    return (plan.optimizer.factory, plan.landscape.cache_key, plan.landscape.factory)
+
+
+def _options(plan: Plan, **over) -> dict:
+    o = {k: getattr(plan.options, k) for k in ("every", "window", "eps", "divergence_factor", "renormalise",
+                                               "unroll", "pack", "fit_every", "floor_eps")}
+    o.update(over)
+    return o
+
+
+def _hyper_values(plan: Plan, vals: dict, dtype):
+    """Split per-point values into the optimizer's and the landscape's (``k_eta`` → η = kη/k)."""
+    import jax.numpy as jnp
+
+    vals = dict(vals)
+    if "k_eta" in vals:
+        k = vals["k"] if "k" in vals else jnp.asarray(plan.land_static.get("k", 1.0), dtype)
+        vals["learning_rate"] = vals.pop("k_eta") / k
+    hyper = {a: vals[a] for a in plan.rule_args if a in vals}
+    land = {a: vals[a] for a in plan.land_swept if a in vals}
+    return hyper, land
+
+
+def _run_metrics(plan: Plan, hyper, land, th0, *, steps, metrics, **over):
+    return _metrics.run_metrics(
+        plan.optimizer.factory, hyper, plan.landscape.factory, land, th0, steps, metrics=metrics,
+        static_hyper=plan.static_hyper, static_land=plan.land_static, **_options(plan, **over))
+
+
+def chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
+    """``(fn, mesh)``: ``fn(coords, fixed, theta0, start, n_valid) -> {metric: (padded,)}``."""
+    spec = json.dumps({"dims": plan.dims, "shape": list(plan.shape), "fixed": sorted(plan.fixed),
+                       "static": plan.static_hyper, "land_swept": list(plan.land_swept),
+                       "land_static": plan.config["landscape_params"], "rule_args": list(plan.rule_args),
+                       "steps": plan.steps, "metrics": list(plan.metrics), "dtype": plan.dtype,
+                       "options": _options(plan), "local": layout.local, "block": layout.block_points,
+                       "n_devices": n_devices, "theta_dim": len(plan.theta0)}, sort_keys=True, default=str)
+    return _cached(("chunk", _problem_key(plan), spec), lambda: _build_chunk_kernel(plan, layout, n_devices))
+
+
+def _build_chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    dims, shape = list(plan.dims), list(plan.shape)
+    strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+    fixed_names = sorted(plan.fixed)
+    dtype = jnp.dtype(plan.dtype)
+    local, block = layout.local, layout.block_points
+    n_blocks = local // block
+    mesh = Mesh(np.array(local_devices()[:n_devices]), ("points",))
+    steps, metrics = plan.steps, plan.metrics
+
+    def run_block(coords, fixed, theta0, flat):
+        vals = {name: coords[d][(flat // strides[d]) % shape[d]] for d, name in enumerate(dims)}
+        vals.update({name: jnp.broadcast_to(fixed[name], flat.shape) for name in fixed_names})
+        hyper, land = _hyper_values(plan, vals, dtype)
+        # Materialise the per-point values: otherwise XLA may fuse the index arithmetic and
+        # gathers into the per-step loop body and redo them at every step.
+        hyper, land = jax.lax.optimization_barrier((hyper, land))
+        th0 = jnp.broadcast_to(theta0, flat.shape + theta0.shape)
+        return _run_metrics(plan, hyper, land, th0, steps=steps, metrics=metrics)
+
+    def local_fn(coords, fixed, theta0, start, n_valid):
+        _TRACES["n"] += 1
+        dev = jax.lax.axis_index("points")
+        pos = jnp.arange(local, dtype=jnp.int32) + dev * local
+        flat = start + jnp.minimum(pos, n_valid - 1)  # padding repeats the last valid point
+        if n_blocks == 1:
+            return run_block(coords, fixed, theta0, flat)
+        out = jax.lax.map(lambda f: run_block(coords, fixed, theta0, f), flat.reshape(n_blocks, block))
+        return {k: v.reshape(local) for k, v in out.items()}
+
+    fn = jax.shard_map(local_fn, mesh=mesh, in_specs=(P(), P(), P(), P(), P()), out_specs=P("points"),
+                       check_vma=False)
+    return jax.jit(fn), mesh
+
+
+def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable, *, progress: bool = True,
+               done_points: int = 0, stop_after: int | None = None) -> int:
+    """Run the chunks ``todo`` in order; ``write(i, region, {metric: values})`` as each finishes.
+
+    Returns the number of chunks run. A progress bar shows points, point-steps/s
+    (measured from the end of the first chunk: compilation excluded) and the ETA.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    fn, mesh = chunk_kernel(plan, layout, n_devices)
+    npdt = np.dtype(plan.dtype)
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    coords = jax.device_put([np.asarray(c, npdt) for c in plan.coords], rep)
+    fixed = jax.device_put({k: np.asarray(v, npdt) for k, v in plan.fixed.items()}, rep)
+    theta0 = jax.device_put(np.asarray(plan.theta0, npdt), rep)
+
+    def dispatch(i):
+        start, n_valid, region = layout.chunk(i)
+        return i, n_valid, region, fn(coords, fixed, theta0, jnp.int32(start), jnp.int32(n_valid))
+
+    bar = None
+    if progress and todo:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=plan.n_points, initial=done_points, unit="pt", unit_scale=True,
+                   desc=f"sweep {plan.optimizer.name}/{plan.landscape.name}", file=sys.stderr, dynamic_ncols=True)
+    t_first, pts_first, n_run = time.perf_counter(), 0, 0
+    pending = dispatch(todo[0]) if todo else None
+    k = 0
+    try:
+        while pending is not None:
+            k += 1
+            nxt = dispatch(todo[k]) if k < len(todo) else None
+            i, n_valid, region, res = pending
+            write(i, region, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics})
+            n_run += 1
+            if bar is not None:
+                bar.update(n_valid)
+                if n_run == 1:
+                    t_first, pts_first = time.perf_counter(), bar.n
+                elif bar.n > pts_first:
+                    rate = (bar.n - pts_first) * plan.steps / max(time.perf_counter() - t_first, 1e-9)
+                    bar.set_postfix_str(f"{rate:.3g} point-steps/s", refresh=False)
+            pending = nxt
+            if stop_after is not None and n_run >= stop_after:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    return n_run
+
+
+def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, window: float,
+               metrics, dtype: str | None = None) -> dict[str, np.ndarray]:
+    """Metrics at arbitrary points (``name -> (n,)`` values of swept names; fixed ones added).
+
+    Used to refine located optima: few points, possibly long runs, optionally in float64
+    (inside ``jax.enable_x64``). Points are padded to a power of two (few shapes, few
+    compiles) and sharded over the local devices.
+    """
+    import contextlib
+
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    dtype = dtype or plan.dtype
+    ctx = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+    names = sorted(points)
+    n = len(points[names[0]])
+    n_dev = len(local_devices())
+    npad = max(8, 1 << (n - 1).bit_length())
+    npad = -(-npad // n_dev) * n_dev
+    with ctx:
+        spec = json.dumps({"names": names, "npad": npad, "steps": int(steps), "window": float(window),
+                           "metrics": list(metrics), "dtype": dtype, "n_dev": n_dev,
+                           "rule_args": list(plan.rule_args), "land_swept": list(plan.land_swept),
+                           "static": plan.static_hyper, "land_static": plan.config["landscape_params"],
+                           "options": _options(plan)}, sort_keys=True, default=str)
+
+        def build():
+            mesh = Mesh(np.array(local_devices()), ("points",))
+
+            def fn(vals, theta0):
+                _TRACES["n"] += 1
+                hyper, land = _hyper_values(plan, vals, theta0.dtype)
+                th0 = jnp.broadcast_to(theta0, (next(iter(vals.values())).shape[0],) + theta0.shape)
+                return _run_metrics(plan, hyper, land, th0, steps=int(steps), metrics=tuple(metrics),
+                                    window=float(window))
+
+            return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P("points"), P()), out_specs=P("points"),
+                                         check_vma=False))
+
+        fn = _cached(("points", _problem_key(plan), spec), build)
+        jdt = jnp.dtype(dtype)
+        vals = {}
+        for k in names:
+            v = np.asarray(points[k], np.float64)
+            vals[k] = jnp.asarray(np.concatenate([v, np.full(npad - n, v[-1])]), jdt)
+        res = fn(vals, jnp.asarray(plan.theta0, jdt))
+        return {m: np.asarray(res[m])[:n] for m in metrics}

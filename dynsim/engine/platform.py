@@ -1,0 +1,99 @@
+r"""Per-platform defaults and XLA:CPU flags: the knobs that depend on the machine.
+
+The engine's defaults differ between XLA:CPU and accelerators, and everything that
+depends on the platform asks :func:`platform` (tests force the accelerator path on a CPU
+by replacing it, so a first GPU run meets tested code):
+
+* ``unroll`` of the per-step scan (:func:`default_unroll`);
+* the block of points one vmapped scan runs (:func:`default_block_size`): cache-sized on
+  CPU, where XLA:CPU pays a fixed few microseconds per ``while`` iteration and large blocks
+  fall out of cache; the whole local chunk on accelerators;
+* the chunk size (:func:`dynsim.engine.layout.default_chunk_size`), bounded by
+  :func:`device_memory_bytes`.
+
+Measured values behind these choices are in ``results/bench/README.md``.
+"""
+from __future__ import annotations
+
+import os
+
+__all__ = ["platform", "default_unroll", "default_block_size", "device_memory_bytes", "configure_xla_cpu",
+           "cpu_has_avx512"]
+
+
+def platform() -> str:
+    """The platform of the first JAX device (``"cpu"``, ``"gpu"``, ``"tpu"``)."""
+    import jax
+
+    return jax.devices()[0].platform
+
+
+def default_unroll() -> int:
+    """Scan unroll used when none is given: 4 on CPU, 32 (one checkpoint interval) elsewhere.
+
+    On XLA:CPU longer unrolled bodies compile to slower loops (see the bench README). On
+    accelerators each loop iteration costs a kernel launch's worth of overhead, so longer
+    bodies pay; inside the metrics kernel a scan never runs longer than ``every`` (32)
+    steps, so 32 is the largest useful value there.
+    """
+    return 4 if platform() == "cpu" else 32
+
+
+def default_block_size() -> int:
+    """Points per vmapped scan on one device: 2^18 on CPU (cache-sized), unbounded elsewhere."""
+    return (1 << 18) if platform() == "cpu" else 1 << 30
+
+
+def device_memory_bytes(n_devices: int = 1) -> int:
+    """Memory the chunks may use on ``n_devices`` devices: the accelerators' limit, or host RAM on CPU."""
+    import jax
+
+    if platform() == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover
+            return 8 << 30
+    try:
+        return int(jax.devices()[0].memory_stats()["bytes_limit"]) * n_devices
+    except Exception:  # pragma: no cover - depends on the backend
+        return (8 << 30) * n_devices
+
+
+def cpu_has_avx512() -> bool:
+    """Whether ``/proc/cpuinfo`` lists AVX-512F."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return "avx512f" in line.split()
+    except OSError:
+        pass
+    return False
+
+
+def configure_xla_cpu() -> None:
+    """Set XLA:CPU flags for sweeps, if JAX is not up yet and the user has not set them.
+
+    * Every CPU core becomes a JAX device, so chunks shard over cores.
+    * On CPUs with AVX-512, loops are vectorised 512 bits wide: XLA's default is 256, while
+      numpy's own loops use AVX-512 there. Results are bit-identical either way (tested).
+
+    The CLI calls this first; Python API users who want the same set ``XLA_FLAGS`` before
+    importing JAX.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    try:
+        from jax._src import xla_bridge  # no public way to ask whether backends are up
+
+        if xla_bridge.backends_are_initialized():
+            return
+    except Exception:  # pragma: no cover - private API moved
+        return
+    add = []
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n > 1 and "xla_force_host_platform_device_count" not in flags:
+        add.append(f"--xla_force_host_platform_device_count={n}")
+    if "xla_cpu_prefer_vector_width" not in flags and cpu_has_avx512():
+        add.append("--xla_cpu_prefer_vector_width=512")
+    if add:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *add]).strip()
