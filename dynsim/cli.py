@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 
@@ -30,6 +31,12 @@ def _cmd_figure(args: argparse.Namespace) -> int:
         kept = f" (previous contents kept in {figures.last_previous})" if figures.last_previous else ""
         print(f"{name}: wrote {out}{kept}")
     return 0
+
+
+def _add_import_paths(paths) -> None:
+    for p in reversed(list(paths)):
+        if p not in sys.path:
+            sys.path.insert(0, p)
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
@@ -56,6 +63,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             raise UsageError(f"--chunk-size {args.chunk_size}: the stored sweep uses chunk_size="
                              f"{stored['sweep'].get('chunk_size')} (fixed when it was started)")
         cfg = stored.get("source") or config.config_from_stored(stored)
+        _add_import_paths([os.getcwd(), *cfg.get("import_paths", [])])
         ds, located = config.run_config(cfg, out, chunk_size=stored["sweep"].get("chunk_size"),
                                         progress=progress, resume_only=True)
     else:
@@ -64,6 +72,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if not args.out:
             raise UsageError("--out DIR is required")
         cfg, text = config.load_config(args.config, args.set)
+        # user code named by import path may live beside the config (or in the working directory)
+        cfg["import_paths"] = [str(pathlib.Path(args.config).resolve().parent), *cfg.get("import_paths", [])]
+        _add_import_paths([os.getcwd(), *cfg["import_paths"]])
         out = pathlib.Path(args.out)
         started = ["dynsim", "sweep", str(args.config), "--out", str(out)]
         for item in args.set:

@@ -48,8 +48,9 @@ fixed linear combination ``Σ_j C_j Δ_j`` (``C_j = Σ_{i≥j} c_i`` for least-s
 For nonlinear rules or landscapes (RMSProp, Adam, Rosenbrock, eq. (15)) rescaling would
 change the dynamics, so the state is *not* rescaled: ``ln‖x‖`` is tracked directly (with
 a max-abs prescale so squaring never underflows), and checkpoints below the precision
-floor ``floor_eps · ‖θ^*‖`` (θ − θ* cannot be resolved below it; none when θ* = 0) or
-non-finite are masked out of the fits. If no late-window checkpoint survives, ``rate``
+floor ``floor_eps · ‖θ^*‖`` (θ − θ* cannot be resolved below it), below ``1e3·tiny`` (the
+subnormal range, where logs lose precision: long unrescaled runs reach it) or non-finite
+are masked out of the fits. If no late-window checkpoint survives, ``rate``
 falls back to the whole-run fit.
 
 **Estimating the asymptotic rate near critical damping.** At critical damping the slow
@@ -733,25 +734,29 @@ def run_metrics(
         return th_next, st.velocity, st.inner
 
     vstep = jax.vmap(point_step, in_axes=(0, 0, 0 if minimum is not None else None, 0, 0, 0, None))
-    vloss = jax.vmap(lambda hp, lp, th: build(hp, lp)[1].loss(th))
+    # in the run's dtype: a user's loss may close over constants of another precision
+    vloss = jax.vmap(lambda hp, lp, th: jnp.asarray(build(hp, lp)[1].loss(th)).astype(dtype))
     has_inner = bool(jax.tree.leaves(inner0))
 
     # ---- initial state
     u0 = jnp.zeros_like(theta0)
     fe = cfg.floor_eps if cfg.floor_eps is not None else float(1e3 * jnp.finfo(dtype).eps)
+    # Below ~1e3·tiny the state (or loss) is subnormal and its log loses precision: such
+    # checkpoints are masked like those below the precision floor (unrescaled runs only).
+    tiny_floor = math.log(float(jnp.finfo(dtype).tiny) * 1e3)
     if loss_mode:
         d0, dhat, x0 = None, None, theta0
         star = jnp.zeros((P,), dtype) if loss_star is None else loss_star
         gap0 = vloss(hp_b, lp_b, theta0) - star
         y_init = 0.5 * jnp.log(jnp.where(gap0 > 0, gap0, jnp.nan))
-        floor = 0.5 * jnp.log(fe * jnp.abs(star))  # -inf when L* = 0
+        floor = jnp.maximum(0.5 * jnp.log(fe * jnp.abs(star)), 0.5 * tiny_floor)  # L* = 0: the range alone
     else:
         d0vec = theta0 - minimum
         d0 = jnp.sqrt(_sum_sq(d0vec, P))
         dhat = d0vec / _bcast(jnp.where(d0 > 0, d0, 1.0), d0vec)
         x0 = d0vec if renormalise else theta0
         y_init = _log_norm((d0vec, u0), P)
-        floor = jnp.log(fe * jnp.sqrt(_sum_sq(minimum, P)))  # -inf when θ* = 0
+        floor = jnp.maximum(jnp.log(fe * jnp.sqrt(_sum_sq(minimum, P))), tiny_floor)  # θ* = 0: the range alone
     kern = _Kernel(
         P=P, dtype=dtype, renormalise=renormalise, zero_min=zero_min, loss_mode=loss_mode,
         use_pack=bool(cfg.pack) and not has_inner, settle="steps_to_eps" in metrics,

@@ -262,8 +262,10 @@ class Rule(optax.GradientTransformation):
 
     def map_step(self, grad_fn: Callable[[PyTree], PyTree], theta: PyTree, state: LookaheadState):
         """One step of the map in the paper's coordinates: returns ``(θ_{i+1}, state)``."""
-        g = grad_fn(self.lookahead_point(theta, state))
-        u, new_state = self._core(g, state)
+        phi = self.lookahead_point(theta, state)
+        # the direction piece sees the look-ahead point as its parameters: that is what the Θ
+        # view passes (Θ = φ), e.g. to optax's weight decay
+        u, new_state = self._core(grad_fn(phi), state, phi)
         return jax.tree.map(jnp.add, theta, u), new_state
 
     def to_paper(self, params: PyTree, state: LookaheadState) -> PyTree:
@@ -275,8 +277,8 @@ class Rule(optax.GradientTransformation):
         """θ → Θ; the inverse of :meth:`to_paper`."""
         return self.lookahead_point(theta, state)
 
-    def _core(self, g: PyTree, state: LookaheadState):
-        delta, inner = self.direction.update(g, state.inner)
+    def _core(self, g: PyTree, state: LookaheadState, params: PyTree = None):
+        delta, inner = self.direction.update(g, state.inner, params)
         mu = self.momentum_fn(state.count)
         u = jax.tree.map(lambda v, d: _as(mu, v) * v + d, state.velocity, delta)
         return u, LookaheadState(u, inner, state.count + 1)
@@ -313,9 +315,8 @@ def lookahead_momentum(
         )
 
     def update(updates, state, params=None):
-        del params
         sigma_old = sigma_fn(state.count)
-        u, new_state = rule._core(updates, state)
+        u, new_state = rule._core(updates, state, params)
         sigma_new = sigma_fn(new_state.count)
         # Θ_{i+1} − Θ_i = (1 + σ_{i+1}) u_i − σ_i u_{i-1}   (see module docstring)
         step = jax.tree.map(

@@ -3,7 +3,9 @@ r"""Sweep configs: TOML files naming everything by name or import path (:func:`l
 A config holds ``optimizer``, ``landscape``, ``grid`` and ``steps``, and optionally
 ``metrics``, ``theta0``, ``landscape_params``, ``dtype``, ``seed``, ``chunk_size``,
 ``options`` (the metric options of :class:`dynsim.metrics.MetricConfig`, plus
-``block_size``), ``locate`` (arguments of :func:`dynsim.locate`) and ``description``.
+``block_size``), ``locate`` (arguments of :func:`dynsim.locate`), ``description`` and ``import_paths`` (folders to
+import user code from; ``dynsim sweep`` adds the config's own folder and the working
+directory).
 User code is named by import path, ``"package.module:function"``: ``optimizer =
 "optax:adam"``, ``landscape = "mypackage.problems:beale"``. Grid entries are numbers,
 lists, or ``{linspace|geomspace|logspace|arange = [start, stop, num|step]}``.
@@ -50,7 +52,7 @@ def expand_axis(name, value):
 
 _TOP_KEYS = {
     "optimizer", "landscape", "landscape_params", "grid", "steps", "metrics", "theta0", "dtype", "seed",
-    "options", "chunk_size", "locate", "description",
+    "options", "chunk_size", "locate", "description", "import_paths",
 }
 _OPTION_KEYS = set(MetricConfig._fields) | {"block_size"}
 _LOCATE_KEYS = {"over", "refine", "refine_steps", "refine_window", "tol", "boundary", "T_scan", "refine_dtype"}
