@@ -19,6 +19,16 @@ more aliasing of under-damped rates), and all metrics (the per-step ones add a s
 carried array). ``point_steps_per_cpu_s`` (process CPU time) is reported too: on a
 shared machine it is less sensitive to other jobs than wall time.
 
+**Ceiling.** :func:`fma_ceiling` measures, in the same run, what this machine's XLA can do
+at best: a microkernel of independent fused multiply-adds (8 independent chains per
+element, so latency never binds) over blocks of the sweep's own size, sharded over the same
+devices. The sweep's *fraction of the ceiling* is its FLOP rate (point-steps/s × the FLOPs
+of one map step, counted by XLA's cost analysis) over that.
+
+**User code.** The same engine serves a user-defined 2-D loss (Beale's function) with
+``optax.adam`` swept over (learning rate, β₁); it is timed next to the obvious per-point
+Python loop of optax (a jitted ``update`` called step by step for each point).
+
 ``dynsim bench --train`` calls :func:`dynsim.training.benchmark` instead.
 """
 from __future__ import annotations
@@ -33,7 +43,7 @@ import time
 
 import numpy as np
 
-__all__ = ["cli", "numpy_reference", "sweep_grid", "run"]
+__all__ = ["numpy_reference", "sweep_grid", "run", "fma_ceiling", "step_flops", "user_code", "write"]
 
 SIGMA_STAR_METRICS = ("rate", "rho", "timescale", "diverged")
 
@@ -225,6 +235,25 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     out["ratio_jax_over_numpy"] = ratio
     out["ratio_jax_over_numpy_per_cpu_s"] = (out["sigma_star_metrics"]["point_steps_per_cpu_s"]
                                              / out["numpy_reference"]["point_steps_per_cpu_s"])
+    from dynsim.engine import layout as _layout
+    from dynsim.engine import local_devices, platform as _platform
+
+    lay = _layout.make_layout(tuple(len(v) for v in grid.values()),
+                              _layout.default_chunk_size(n, steps, 1, len(SIGMA_STAR_METRICS), len(local_devices())),
+                              len(local_devices()), _platform.default_block_size())
+    ceiling = fma_ceiling(lay.block_points, repeats=repeats)
+    flops = step_flops()
+    sweep_flops = out["sigma_star_metrics"]["point_steps_per_s"] * flops
+    out["ceiling"] = {**ceiling, "what": "independent float32 FMAs, same block size and devices as the sweep"}
+    out["flops_per_point_step"] = flops
+    out["fraction_of_ceiling"] = sweep_flops / ceiling["flops_per_s"]
+    say(f"  ceiling (independent FMAs, {lay.block_points:,}-point blocks): {ceiling['flops_per_s']:.3g} FLOP/s; "
+        f"the sweep does {flops:g} FLOPs per point-step -> {sweep_flops:.3g} FLOP/s = "
+        f"{out['fraction_of_ceiling']:.0%} of the ceiling")
+    uc = user_code(points=min(n, 1 << 14), repeats=repeats)
+    out["user_code_optax_adam"] = uc
+    say(f"  user loss + optax.adam: {uc['point_steps_per_s']:.3g} point-steps/s; per-point optax loop "
+        f"{uc['python_loop']['point_steps_per_s']:.3g} -> {uc['ratio_engine_over_loop']:.0f}x")
     out["machine"]["load_average_1min_end"] = _load()
     say(f"  numpy reference (same grid, {ref_steps} steps): {ref_rate:.3g} point-steps/s "
         f"({out['numpy_reference']['point_steps_per_cpu_s']:.3g} per CPU-second) "
@@ -234,42 +263,8 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     return out
 
 
-def cli(args) -> int:
-    """``dynsim bench [--points N] [--steps S] [--repeats R] [--out FILE] [--train]``."""
-    if getattr(args, "train", False):
-        try:
-            from dynsim import training as train
-        except ImportError as e:
-            print(f"dynsim bench --train: dynsim.train is not available yet ({e})")
-            return 1
-        bench_fn = getattr(train, "benchmark", None)
-        if bench_fn is None:
-            print("dynsim bench --train: dynsim.training.benchmark(n_models, steps, repeats) is not written yet")
-            return 1
-        kw = {}
-        if args.points is not None:
-            kw["n_models"] = args.points
-        if args.steps is not None:
-            kw["steps"] = args.steps
-        if args.repeats is not None:
-            kw["repeats"] = args.repeats
-        result = bench_fn(**kw)
-        print(json.dumps(result, indent=1, default=str))
-        _write(args.out, result)
-        return 0
-    from dynsim.engine import configure_xla_cpu
-
-    configure_xla_cpu()  # every core a device: chunks shard over cores
-    result = run(
-        points=args.points if args.points is not None else 1 << 18,
-        steps=args.steps if args.steps is not None else 4096,
-        repeats=args.repeats if args.repeats is not None else 5,
-    )
-    _write(args.out, result)
-    return 0
-
-
-def _write(path, result) -> None:
+def write(path, result) -> None:
+    """Write a result dict as JSON to ``path`` (a file; its folder is created)."""
     if path is None:
         return
     p = pathlib.Path(path)
@@ -278,3 +273,128 @@ def _write(path, result) -> None:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"wrote {p}")
+
+
+def fma_ceiling(block_points: int, n_devices: int | None = None, iters: int = 2048, repeats: int = 5) -> dict:
+    """FLOP/s of independent float32 fused multiply-adds over ``block_points`` per device.
+
+    Eight independent chains ``a ← a·c + d`` per element keep every FMA pipeline busy
+    (a dependent chain would measure latency, not throughput). Returns the median FLOP/s
+    (2 FLOPs per FMA) and the setting.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import Mesh, PartitionSpec as P
+
+    from dynsim.engine import local_devices
+
+    devs = local_devices()[: n_devices or None]
+    mesh = Mesh(np.array(devs), ("points",))
+    chains = 8
+
+    def local(x):
+        c = jnp.float32(0.999999)
+
+        def body(_, acc):
+            return tuple(a * c + jnp.float32(1e-7) for a in acc)
+
+        acc = jax.lax.fori_loop(0, iters, body, tuple(x + i for i in range(chains)))
+        return sum(acc)
+
+    fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("points"), out_specs=P("points")))
+    x = jax.device_put(jnp.ones(block_points * len(devs), jnp.float32),
+                       jax.sharding.NamedSharding(mesh, P("points")))
+    fn(x).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    flops = 2.0 * chains * iters * block_points * len(devs)
+    return {"flops_per_s": flops / float(np.median(times)), "block_points": block_points, "devices": len(devs),
+            "chains": chains, "iters": iters, "times_s": times}
+
+
+def step_flops() -> float:
+    """FLOPs of one super-accelerated map step on L = kθ²/2, per point (XLA's cost analysis)."""
+    import jax
+    import jax.numpy as jnp
+
+    from dynsim import landscapes, optim
+
+    n = 4096
+
+    def step(lr, mu, sigma, theta, u):
+        rule = optim.super_accelerated(lr, mu, sigma)
+        grad = jax.grad(landscapes.quadratic(1.0).loss)
+        th, st = rule.map_step(grad, theta, rule.map_init(theta)._replace(velocity=u))
+        return th, st.velocity
+
+    v = jnp.ones((n, 1), jnp.float32)
+    s = jnp.ones(n, jnp.float32)
+    cost = jax.jit(jax.vmap(step)).lower(s, s, s, v, v).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost["flops"]) / n
+
+
+def _beale(t):
+    x, y = t[0], t[1]
+    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y**2) ** 2 + (2.625 - x + x * y**3) ** 2
+
+
+def user_code(points: int = 1 << 14, steps: int = 1024, loop_points: int = 4, loop_steps: int = 256,
+              repeats: int = 3) -> dict:
+    """``optax.adam`` on a user-defined 2-D loss: the engine against a per-point optax loop.
+
+    The loop is what one writes without dynsim: for each (η, β₁), a jitted optax step called
+    ``steps`` times from Python. Its cost per point-step does not depend on the grid, so it
+    is timed on ``loop_points`` points and fewer steps.
+    """
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import dynsim
+
+    n_lr = max(1, int(round(math.sqrt(points / 4))))
+    grid = {"learning_rate": np.geomspace(1e-3, 0.1, n_lr), "b1": np.linspace(0.5, 0.95, max(1, points // n_lr))}
+    n = n_lr * len(grid["b1"])
+
+    def engine_once():
+        t0 = time.perf_counter()
+        ds = dynsim.sweep(optax.adam, _beale, grid, steps, ["rate", "final_loss", "diverged"],
+                          theta0=[1.0, 1.0], progress=False)
+        np.asarray(ds.final_loss.values)
+        return time.perf_counter() - t0
+
+    first = engine_once()
+    eng = [engine_once() for _ in range(repeats)]
+
+    grad = jax.grad(_beale)
+
+    @jax.jit
+    def step(params, state, lr, b1):
+        tx = optax.adam(lr, b1)
+        updates, state = tx.update(grad(params), state, params)
+        return optax.apply_updates(params, updates), state
+
+    def loop_once():
+        t0 = time.perf_counter()
+        for lr, b1 in zip(grid["learning_rate"][:loop_points], np.resize(grid["b1"], loop_points)):
+            params = jnp.array([1.0, 1.0], jnp.float32)
+            state = optax.adam(float(lr), float(b1)).init(params)
+            for _ in range(loop_steps):
+                params, state = step(params, state, jnp.float32(lr), jnp.float32(b1))
+            params.block_until_ready()
+        return time.perf_counter() - t0
+
+    loop_once()  # compile
+    loop = [loop_once() for _ in range(repeats)]
+    eng_rate = n * steps / float(np.median(eng))
+    loop_rate = loop_points * loop_steps / float(np.median(loop))
+    return {"workload": "optax.adam on Beale's function (user code), grid (learning_rate, b1), float32",
+            "points": n, "steps": steps, "first_call_s": first, "times_s": eng,
+            "point_steps_per_s": eng_rate,
+            "python_loop": {"points": loop_points, "steps": loop_steps, "times_s": loop,
+                            "point_steps_per_s": loop_rate},
+            "ratio_engine_over_loop": eng_rate / loop_rate}

@@ -1,11 +1,10 @@
 """dynsim bench: the numpy reference is the same computation; the CLI writes its JSON."""
-import argparse
 import json
 
 import numpy as np
 
 import dynsim
-from dynsim import bench
+from dynsim import bench, cli
 
 
 def test_numpy_reference_matches_the_sweep_and_closed_form():
@@ -22,29 +21,32 @@ def test_numpy_reference_matches_the_sweep_and_closed_form():
 
 def test_bench_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
-    args = argparse.Namespace(train=False, points=3000, steps=256, repeats=2, out=str(out))
-    assert bench.cli(args) == 0
+    assert cli.main(["bench", "--points", "3000", "--steps", "256", "--repeats", "2", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     for key in ("device", "sigma_star_metrics", "sigma_star_metrics_fit_every_128", "all_metrics", "numpy_reference",
-                "ratio_jax_over_numpy", "ratio_jax_over_numpy_per_cpu_s"):
+                "ratio_jax_over_numpy", "ratio_jax_over_numpy_per_cpu_s", "ceiling", "fraction_of_ceiling",
+                "flops_per_point_step", "user_code_optax_adam"):
         assert key in res
     assert res["sigma_star_metrics"]["point_steps_per_s"] > 0 and len(res["sigma_star_metrics"]["times_s"]) == 2
     assert res["numpy_reference"]["max_abs_rate_difference_vs_jax"] < 1e-4
-    assert "ratio jax / numpy" in capsys.readouterr().out
+    assert res["ceiling"]["flops_per_s"] > 0 and 0 < res["fraction_of_ceiling"]
+    uc = res["user_code_optax_adam"]
+    assert uc["point_steps_per_s"] > 0 and uc["python_loop"]["point_steps_per_s"] > 0
+    text = capsys.readouterr().out
+    assert "ratio jax / numpy" in text and "of the ceiling" in text and "optax.adam" in text
 
 
-def test_bench_train_calls_dynsim_train_or_says_why(monkeypatch, capsys):
-    import sys
-    import types
+def test_step_flops_counts_the_map():
+    """One SA step on kθ²/2 is a handful of FLOPs per point (mul/add of θ, u, σ, η, μ, k)."""
+    assert 4 <= bench.step_flops() <= 12
+
+
+def test_bench_train_calls_dynsim_training_benchmark(monkeypatch, tmp_path):
+    from dynsim import training
 
     calls = {}
-    fake = types.ModuleType("dynsim.training")
-    fake.benchmark = lambda **kw: calls.setdefault("kw", kw) or {"models_per_s": 1.0}
-    monkeypatch.setitem(sys.modules, "dynsim.training", fake)
-    monkeypatch.setattr(dynsim, "training", fake, raising=False)
-    args = argparse.Namespace(train=True, points=4, steps=3, repeats=2, out=None)
-    assert bench.cli(args) == 0
+    monkeypatch.setattr(training, "benchmark", lambda **kw: (calls.update(kw=kw), {"models_per_s": 1.0})[1])
+    out = tmp_path / "t.json"
+    assert cli.main(["bench", "--train", "--points", "4", "--steps", "3", "--repeats", "2", "--out", str(out)]) == 0
     assert calls["kw"] == {"n_models": 4, "steps": 3, "repeats": 2}
-    del fake.benchmark
-    assert bench.cli(args) == 1
-    assert "benchmark" in capsys.readouterr().out
+    assert json.loads(out.read_text()) == {"models_per_s": 1.0}
