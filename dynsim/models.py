@@ -51,6 +51,7 @@ __all__ = [
     "cnn",
     "MODELS",
     "get",
+    "from_module",
 ]
 
 _ACTIVATIONS: dict[str, Callable] = {
@@ -177,13 +178,17 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array, num_classes: int) -
 class Model(NamedTuple):
     """A flax module with its loss; all methods are pure in ``params``.
 
+    Any ``flax.linen`` module works (:func:`from_module` builds the bundle): its outputs
+    are scored by ``loss`` and its parameters drawn by ``init_scheme``.
+
     Attributes:
       name: display name, e.g. ``"784-30-10 sigmoid, quadratic"``.
-      module: the ``flax.linen`` module.
-      loss: ``"quadratic"`` (on the module's outputs, Nielsen) or ``"cross_entropy"`` (logits).
-      num_classes: number of output classes.
+      module: the ``flax.linen`` module; ``module.apply({"params": p}, x)`` gives the outputs.
+      loss: ``"quadratic"`` (on the module's outputs, Nielsen), ``"cross_entropy"`` (logits),
+        or a function ``loss(outputs, labels) -> scalar`` (mean over the batch).
+      num_classes: number of output classes (labels are ``0 … num_classes−1``).
       flat_input: whether inputs are flattened vectors (MLPs) rather than NHWC images.
-      init_scheme: ``"nielsen"`` or ``"default"`` (see :meth:`init`).
+      init_scheme: ``"nielsen"``, ``"default"`` or ``"flax"`` (see :meth:`init`).
     """
 
     name: str
@@ -205,9 +210,15 @@ class Model(NamedTuple):
         * ``"default"``: flax's default, kernel LeCun-normal (normal truncated to ±2 std, rescaled
           to variance ``1/fan_in``), bias zero.
 
+        * ``"flax"``: the module's own initializers (``module.init`` with ``PRNGKey(seed)``),
+          for any module: layer norms, embeddings and other parameters included.
+
         ``fan_in`` is the product of all kernel dims but the last (inputs per neuron).
         """
         x = jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(dtype))
+        if self.init_scheme == "flax":
+            params = jax.jit(self.module.init)(jax.random.PRNGKey(int(seed)), jnp.zeros(x.shape, x.dtype))["params"]
+            return jax.tree.map(lambda a: np.asarray(a, dtype=jnp.dtype(dtype)), params)
         shapes = jax.eval_shape(lambda: self.module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))
         rng = np.random.default_rng(int(seed))
         flat, tree = jax.tree_util.tree_flatten_with_path(shapes["params"])
@@ -223,8 +234,9 @@ class Model(NamedTuple):
                     val = _truncated_normal(rng, shape) * (std / _TRUNC_STD)
             elif kind == "bias":
                 val = rng.standard_normal(shape) if self.init_scheme == "nielsen" else np.zeros(shape)
-            else:  # pragma: no cover - our modules only have kernels and biases
-                raise ValueError(f"unexpected parameter {path}")
+            else:
+                raise ValueError(f"model {self.name!r}: parameter {jax.tree_util.keystr(path)} is neither a "
+                                 "kernel nor a bias; use init_scheme='flax' (the module's own initializers)")
             leaves.append(np.asarray(val, dtype=jnp.dtype(dtype)))
         return jax.tree_util.tree_unflatten(tree, leaves)
 
@@ -233,6 +245,8 @@ class Model(NamedTuple):
         return self.module.apply({"params": params}, x)
 
     def loss_from_outputs(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
+        if callable(self.loss):
+            return self.loss(outputs, labels)
         if self.loss == "quadratic":
             return quadratic_loss(outputs, labels, self.num_classes)
         return cross_entropy_loss(outputs, labels, self.num_classes)
@@ -291,6 +305,35 @@ def cnn(channels: Sequence[int] = (16, 32), dense: Sequence[int] = (64,), num_cl
     module = CNN(channels=channels, dense=dense, num_classes=num_classes)
     name = f"CNN conv{list(channels)} dense{list(dense)}, softmax-CE"
     return Model(name, module, "cross_entropy", num_classes, False)
+
+
+def from_module(module: nn.Module, loss="cross_entropy", num_classes: int = 10, *, flat_input: bool = False,
+                name: str | None = None, init_scheme: str = "flax") -> Model:
+    """Bundle any ``flax.linen`` module with its loss for :func:`dynsim.train`.
+
+    Args:
+      module: outputs ``(batch, num_classes)`` scores for inputs ``(batch, *input_shape)``.
+      loss: ``"cross_entropy"`` (logits), ``"quadratic"`` (Nielsen's, on outputs in [0, 1]),
+        or ``loss(outputs, labels) -> scalar``.
+      num_classes: classes the outputs score; the dataset's labels must fit.
+      flat_input: feed flattened vectors instead of images.
+      name: display name (default: the module's class name).
+      init_scheme: ``"flax"`` (the module's initializers, default), ``"default"`` or ``"nielsen"``.
+
+    >>> import flax.linen as nn
+    >>> m = from_module(nn.Dense(10), flat_input=True, name="linear")
+    >>> m.name, m.num_params((64,))
+    ('linear', 650)
+    """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"module={module!r} must be a flax.linen Module")
+    if not (callable(loss) or loss in LOSSES):
+        raise ValueError(f"loss={loss!r} must be one of {LOSSES} or a function loss(outputs, labels)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
+    if init_scheme not in ("flax", "default", "nielsen"):
+        raise ValueError(f"init_scheme={init_scheme!r} must be 'flax', 'default' or 'nielsen'")
+    return Model(name or type(module).__name__, module, loss, num_classes, bool(flat_input), init_scheme)
 
 
 MODELS: dict[str, Callable[[], Model]] = {

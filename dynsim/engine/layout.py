@@ -26,6 +26,7 @@ class Layout:
     block: int  # points of that dimension per chunk
     n_devices: int
     block_size: int  # at most this many points per vmapped scan on one device
+    align: int = 8  # blocks are padded to a multiple of this (vector width; 1 for models)
 
     @property
     def inner(self) -> int:  # points per index of `axis`
@@ -46,10 +47,10 @@ class Layout:
     @property
     def block_points(self) -> int:
         """Points per vmapped scan: ``block_size`` evened out over the blocks so that padding
-        stays below 8 points per block (a 262,182-point chunk in blocks of at most 2^18 is
-        two blocks of 131,096, not two of 262,144)."""
+        stays below ``align`` points per block (a 262,182-point chunk in blocks of at most 2^18
+        is two blocks of 131,096, not two of 262,144)."""
         b = -(-self._raw // self.n_blocks)
-        return -(-b // 8) * 8
+        return -(-b // self.align) * self.align
 
     @property
     def _raw(self) -> int:  # valid points per device, rounded up
@@ -80,7 +81,7 @@ class Layout:
         return (1,) * self.axis + (self.block,) + tuple(self.shape[self.axis + 1:])
 
 
-def make_layout(shape, chunk_size: int, n_devices: int, block_size: int) -> Layout:
+def make_layout(shape, chunk_size: int, n_devices: int, block_size: int, align: int = 8) -> Layout:
     """Chunks of at most ``chunk_size`` points (at least one index of the last dimension)."""
     chunk_size = max(int(chunk_size), 1)
     axis = len(shape) - 1
@@ -90,7 +91,7 @@ def make_layout(shape, chunk_size: int, n_devices: int, block_size: int) -> Layo
             break
     inner = int(np.prod(shape[axis + 1:]))
     block = max(1, min(shape[axis], chunk_size // max(inner, 1)))
-    return Layout(tuple(shape), axis, block, n_devices, block_size)
+    return Layout(tuple(shape), axis, block, n_devices, block_size, align)
 
 
 def default_chunk_size(n_points: int, steps: int, theta_dim: int, n_metrics: int, n_devices: int) -> int:

@@ -196,8 +196,9 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
             meta = {"sweep": plan.config, "layout": layout_meta}
             if source is not None:  # the TOML config as parsed (overrides applied): --resume rebuilds from it
                 meta["source"] = json.loads(json.dumps(jsonable(source)))
-            _store.create(out, plan.dims, plan.coords, plan.shape, plan.metrics, plan.dtype,
-                          layout.zarr_chunks(), attrs, meta)
+            _store.create(out, {d: ((d,), c) for d, c in zip(plan.dims, plan.coords)}, plan.dims,
+                          _store.metric_variables(plan.dims, plan.metrics, plan.dtype), layout.zarr_chunks(),
+                          attrs, meta)
         write = _store.Writer(out, plan.metrics, jax.process_index() if jax.process_count() > 1 else None)
     else:
         results = {m: np.full(plan.shape, False if m == "diverged" else np.nan,

@@ -21,7 +21,7 @@ import json
 import os
 import pathlib
 import shutil
-from typing import Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -98,18 +98,48 @@ def diff(a: Mapping, b: Mapping, prefix="") -> list[str]:
     return out
 
 
-def create(out: pathlib.Path, dims, coords, shape, metrics, dtype, zarr_chunks, attrs: dict, meta: dict) -> None:
+class Variable(NamedTuple):
+    """A stored variable: its dims (the grid's, then its own trailing ones), dtype, fill, attrs."""
+
+    name: str
+    dims: tuple[str, ...]
+    dtype: str
+    fill: Any = np.nan
+    attrs: Mapping[str, Any] = {}
+
+
+def metric_variables(dims, metrics, dtype) -> list[Variable]:
+    """The variables of a metrics sweep: one per metric over the grid dims."""
+    return [Variable(m, tuple(dims), "bool" if m == "diverged" else dtype, False if m == "diverged" else np.nan,
+                     {"description": _metrics.METRICS[m]}) for m in metrics]
+
+
+def create(out: pathlib.Path, coords: Mapping[str, tuple[tuple[str, ...], np.ndarray]], grid_dims, variables,
+           zarr_chunks, attrs: dict, meta: dict) -> None:
+    """Create the store: ``coords`` (name -> (dims, values)) and empty ``variables``.
+
+    Each variable's zarr chunks are the grid's (``zarr_chunks``, aligned with sweep chunks)
+    followed by its whole trailing dims. ``config.json`` (``meta``) is written last.
+    """
     import zarr
 
+    sizes = {}
+    for name, (dims, values) in coords.items():
+        if len(dims) == 1 and dims[0] == name:
+            sizes[name] = len(values)
     g = zarr.open_group(str(out / STORE), mode="w-", attributes=attrs, zarr_format=3)
-    for d, c in zip(dims, coords):
-        a = g.create_array(d, shape=(len(c),), dtype="float64", chunks=(len(c),), dimension_names=[d])
-        a[:] = c
-    for m in metrics:
-        is_bool = m == "diverged"
-        g.create_array(m, shape=shape, dtype="bool" if is_bool else dtype, chunks=zarr_chunks,
-                       dimension_names=list(dims), fill_value=False if is_bool else np.nan,
-                       attributes={"description": _metrics.METRICS[m]})
+    for name, (dims, values) in coords.items():
+        values = np.asarray(values)
+        a = g.create_array(name, shape=values.shape, dtype=values.dtype.str, chunks=values.shape or (1,),
+                           dimension_names=list(dims))
+        a[...] = values
+    for v in variables:
+        extra = v.dims[len(grid_dims):]
+        shape = tuple(sizes[d] for d in grid_dims) + tuple(sizes[d] for d in extra)
+        g.create_array(v.name, shape=shape, dtype=v.dtype, chunks=tuple(zarr_chunks) + shape[len(grid_dims):],
+                       dimension_names=list(v.dims), fill_value=v.fill, attributes=dict(v.attrs))
+    meta = {**meta, "variables": {v.name: list(v.dims) for v in variables},
+            "coords": {k: list(d) for k, (d, _) in coords.items()}}
     # the config is written last: its presence marks a fully created store
     tmp = out / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1) + "\n")
@@ -190,9 +220,11 @@ class Writer:
         self.log = open(out / name, "ab")
 
     def __call__(self, i: int, region, values: Mapping[str, np.ndarray]) -> None:
+        """Write chunk ``i``: ``values[name]`` is ``(points, *trailing)``, ``region`` the grid slices."""
         rshape = tuple(s.stop - s.start for s in region)
         for m, v in values.items():
-            self.arrays[m][region] = v.reshape(rshape)
+            v = np.asarray(v)
+            self.arrays[m][region] = v.reshape(rshape + v.shape[1:])
         self.log.write(f"{i}\n".encode())
         self.log.flush()
         os.fsync(self.log.fileno())
@@ -243,14 +275,13 @@ def open_result(out):
         raise FileNotFoundError(f"no sweep result directory {out}")
     meta = read_config(out)
     g = open_group(out, mode="r")
+    grid = list(meta["sweep"].get("grid", {}))
+    variables = meta.get("variables") or {m: grid for m in meta["sweep"]["metrics"]}
+    coord_dims = meta.get("coords") or {d: [d] for d in grid}
     try:
         attrs = dict(g.attrs)
-        dims = list(meta["sweep"]["grid"])
-        coords = {d: np.asarray(g[d][:]) for d in dims}
-        data_vars = {}
-        for m in meta["sweep"]["metrics"]:
-            a = g[m]
-            data_vars[m] = _careful_variable(out, m, a, dims, dict(a.attrs))
+        coords = {k: (tuple(d), np.asarray(g[k][...])) for k, d in coord_dims.items()}
+        data_vars = {m: _careful_variable(out, m, g[m], tuple(d), dict(g[m].attrs)) for m, d in variables.items()}
     except CorruptStoreError:
         raise
     except Exception as e:
