@@ -2,11 +2,14 @@ r"""Train many networks at once: one compiled program, ``vmap`` over hyperparame
 
 :func:`train` runs full-batch gradient descent (each step is an epoch, Nakerst §4
 Fig. 5) or minibatch SGD (reshuffled every epoch, Fig. 6 and Wu et al.) with any
-:mod:`dynsim.optim` rule, used *unchanged* as an optax ``GradientTransformation``.
-The rule is built inside the vmapped function from array hyperparameters, so a
-whole grid of (η, μ, σ, ...) × seeds shares one XLA program; grids larger than
-``chunk_size`` run chunk after chunk through that same program (the last chunk is
-padded, never recompiled).
+:mod:`dynsim.optim` rule, used *unchanged* as an optax ``GradientTransformation``, or any
+optax factory (``optax.adam``; its θ is its parameters). The rule is built inside the
+vmapped function from array hyperparameters, so a whole grid of (η, μ, σ, ...) × seeds
+shares one XLA program (:mod:`dynsim.train_program`). The models run through the sweep
+engine (:mod:`dynsim.train_engine`): chunks sized to device memory, each sharded over
+the local devices (data replicated), written to a zarr store as it finishes (``out=``),
+resumable after any kill, and split over ``jax.distributed`` processes like landscape
+sweeps.
 
 **Coordinates.** The optax parameters are the rule's reparametrised
 :math:`\Theta_i = \theta_i + \sigma u_{i-1}` (the gradient at Θ is the look-ahead
@@ -30,33 +33,57 @@ algorithm from the same parameters) and the minibatch order of epoch ``e`` from
 ``steps_per_epoch·batch_size`` distinct examples (all of them when ``batch_size``
 divides ``n_train``; otherwise a different remainder is dropped each epoch).
 
+**Hessian spectrum (edge of stability).** With ``hessian_every=N`` every record at a
+multiple of ``N`` steps also holds the top ``hessian_k`` eigenvalues of the Hessian of the
+*full training loss* (the loss ``train_loss`` reports, over all ``n_train`` examples, in
+batches of ``eval_batch``; for minibatch runs too), by Lanczos on forward-over-reverse
+Hessian-vector products (:mod:`dynsim.hessian`), inside the compiled program and vmapped
+over the models like every other metric. The Hessian is taken at the **look-ahead point**
+Θ -- the optax parameters, where the rule evaluates its gradient -- not at the paper's θ:
+linearising the map around the run, a perturbation evolves by
+``δu_i = μδu_{i−1} − η∇²L(Θ_i)(δθ_i + σδu_{i−1})``, so ``∇²L(Θ)`` is the curvature that
+:func:`dynsim.analysis.stability_threshold` ``2(1+μ)/(η(1+2σ))`` bounds (Θ = θ for
+σ = 0; ``hessian_at="theta"`` takes it at θ instead, for comparison). For
+``rmsprop_sa``/``adam_sa`` the preconditioned sharpness ``λ_max(P^{-1}∇²L)`` with the
+rule's current preconditioner (:func:`dynsim.run.preconditioner`) is recorded as well; its
+threshold is :func:`dynsim.analysis.preconditioned_stability_threshold`. Off-records
+cost nothing (a ``lax.cond`` on the record number, which ``vmap`` does not batch); a
+record costs ``hessian_iters`` HVPs (``2×`` that for the adaptive rules).
+
 Results come back as an ``xarray.Dataset`` with dims ``(*hyperparameter axes, seed,
 step|epoch)``.
 """
 from __future__ import annotations
 
-import collections
-import dataclasses
-import functools
+import hashlib
 import inspect
+import json
 import math
 import os
+import pathlib
 import time
 from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from dynsim import optim
+from dynsim import hessian as hessian_mod
+from dynsim.engine import platform as _platform
+from dynsim.engine.plan import as_axis, jsonable
+from dynsim.engine.problem import OptimizerSpec, import_object, jaxpr_digest, resolve_optimizer
+from dynsim.engine.store import Variable
 from dynsim.models import Model
 from dynsim.models import get as get_model
+from dynsim.train_engine import ModelJob, run_models
+from dynsim.train_program import (ProgramSpec, bytes_per_model, check_int, clear_cache, compile_count, compiled,
+                                  epoch_batches, initial_carry, initial_params, program, record_names)
 
 PyTree = Any
 
 __all__ = [
     "train",
+    "run_config",
     "steps_to_threshold",
     "at_threshold",
     "benchmark",
@@ -64,88 +91,53 @@ __all__ = [
     "clear_cache",
     "epoch_batches",
     "EVAL_SETS",
+    "PROBLEM_KEYS",
 ]
 
 EVAL_SETS = ("train", "test")
-
-#: Training programs traced by this module (a trace happens exactly when jit compiles).
-_COMPILES: collections.Counter = collections.Counter()
-
-
-def compile_count() -> int:
-    """How many training programs this process has traced (= compiled: jit caches traces)."""
-    return _COMPILES["block"]
 
 
 # --------------------------------------------------------------------------- argument checks
 
 
-def _canonical_optimizer(optimizer) -> tuple[str, Any]:
-    """(name, factory) of a rule given by name or factory; ValueError otherwise."""
-    if isinstance(optimizer, str):
-        fn = optim._resolve(optimizer)  # ValueError naming `optimizer` for unknown names
-        return fn.__name__, fn
-    for name, fn in optim.RULES.items():
-        if optimizer is fn:
-            return name, fn
-    raise ValueError(f"optimizer={optimizer!r} must be a dynsim.optim rule name or factory "
-                     f"({', '.join(optim.RULES)})")
+def _parse_grid(grid, opt: OptimizerSpec):
+    """Returns ``(dims, coords, points, fixed, static)``.
 
-
-def _factory_defaults(fn) -> dict[str, Any]:
-    sig = inspect.signature(fn)
-    return {p.name: p.default for p in sig.parameters.values()
-            if p.name in optim.hyperparameter_names(fn)}
-
-
-def _is_scalar(v) -> bool:
-    return np.ndim(v) == 0
-
-
-def _parse_grid(grid, opt_name: str, factory) -> tuple[list[str], dict, list[dict], dict]:
-    """Returns (dims, coords, points, fixed).
-
-    ``points`` is the flat list of hyperparameter dicts (C order over ``dims``);
-    ``coords`` maps each dim (and, for point lists, each hyperparameter) to values.
+    ``points`` is the flat list of hyperparameter dicts (C order over ``dims``); ``coords``
+    maps each dim (and, for point lists, each hyperparameter) to values; booleans are
+    ``static`` (fixed non-numeric arguments, not per point).
     """
-    names = optim.hyperparameter_names(factory)
-    defaults = _factory_defaults(factory)
+    names = tuple(n for n in opt.params if not (opt.builtin and n == "lookahead")) if not opt.var_kwargs else None
 
-    def check_names(keys, where):
-        bad = [k for k in keys if k not in names]
+    def check_names(keys):
+        if names is None:
+            return
+        bad = [k for k in keys if k not in opt.params]
         if bad:
-            raise ValueError(f"grid: {where}{bad} are not hyperparameters of {opt_name} "
-                             f"(it takes {names})")
+            raise ValueError(f"grid: {bad} are not hyperparameters of {opt.name} (it takes {list(opt.params)})")
 
+    static: dict[str, Any] = {}
     if isinstance(grid, Mapping):
         if not grid:
-            raise ValueError(f"grid={{}} is empty: give values for {opt_name}'s {names}")
-        check_names(list(grid), "")
+            raise ValueError(f"grid={{}} is empty: give values for {opt.name}'s {list(opt.params)}")
+        check_names(list(grid))
         dims, axes, fixed = [], [], {}
         for k, v in grid.items():
-            if _is_scalar(v):
-                try:
-                    fixed[k] = float(v)
-                except (TypeError, ValueError):
-                    raise ValueError(f"grid[{k!r}]={v!r} must be a number") from None
-                continue
-            try:
-                arr = np.asarray(v, dtype=float).ravel()
-            except (TypeError, ValueError):
-                raise ValueError(f"grid[{k!r}]={v!r} must be numbers") from None
-            if np.ndim(v) != 1:
-                raise ValueError(f"grid[{k!r}] must be a number or a 1-D list, got shape {np.shape(v)}")
-            if arr.size == 0:
-                raise ValueError(f"grid[{k!r}] is empty")
-            dims.append(k)
-            axes.append(arr)
+            a = as_axis(k, v)
+            if isinstance(a, bool):
+                static[k] = a
+            elif isinstance(a, float):
+                fixed[k] = a
+            else:
+                dims.append(k)
+                axes.append(a)
         points = []
         for combo in (np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
                       if axes else np.zeros((1, 0))):
             p = dict(fixed)
             p.update({d: float(x) for d, x in zip(dims, combo)})
             points.append(p)
-        coords = {d: a for d, a in zip(dims, axes)}
+        coords = {d: ((d,), a) for d, a in zip(dims, axes)}
     elif isinstance(grid, Sequence) and not isinstance(grid, str):
         if len(grid) == 0:
             raise ValueError("grid=[] is empty: give at least one hyperparameter point")
@@ -156,44 +148,56 @@ def _parse_grid(grid, opt_name: str, factory) -> tuple[list[str], dict, list[dic
             if set(p) != keys:
                 raise ValueError(f"grid points must all name the same hyperparameters; "
                                  f"got {sorted(keys)} and {sorted(p)}")
-            check_names(list(p), "")
+            check_names(list(p))
             for k, v in p.items():
-                if not _is_scalar(v):
+                if not isinstance(as_axis(k, v), float):
                     raise ValueError(f"grid point {dict(p)}: {k} must be a number")
-        try:
-            points = [{k: float(v) for k, v in p.items()} for p in grid]
-        except (TypeError, ValueError):
-            raise ValueError(f"grid points must hold numbers, got {list(grid)!r}") from None
+        points = [{k: float(v) for k, v in p.items()} for p in grid]
         dims = ["config"]
-        coords = {"config": np.arange(len(points))}
-        coords.update({k: ("config", np.array([p[k] for p in points])) for k in sorted(keys)})
+        coords = {"config": (("config",), np.arange(len(points)))}
+        coords.update({k: (("config",), np.array([p[k] for p in points])) for k in sorted(keys)})
         fixed = {}
     else:
         raise ValueError(f"grid={grid!r} must be a mapping name -> values or a list of mappings")
 
-    missing = [n for n in names if n not in points[0] and defaults.get(n) is inspect.Parameter.empty]
-    if missing:
-        raise ValueError(f"grid: {opt_name} needs {missing} (given {sorted(points[0])})")
-    full = []
-    for p in points:
-        q = {n: p.get(n, defaults.get(n)) for n in names}
-        try:
-            optim.get(opt_name, **q)  # concrete values: the rule's own checks, with its message
-        except ValueError as e:
-            raise ValueError(f"grid point {p}: {e}") from None
-        full.append({n: float(q[n]) for n in names})
-    return dims, coords, full, fixed
+    if opt.builtin:  # dynsim's rules: defaults filled in, every point checked by the rule itself
+        need = [n for n in names if n not in static]
+        missing = [n for n in need if n not in points[0] and n not in opt.defaults]
+        if missing:
+            raise ValueError(f"grid: {opt.name} needs {missing} (given {sorted(points[0])})")
+        full = []
+        for p in points:
+            q = {n: p.get(n, opt.defaults.get(n)) for n in need}
+            try:
+                opt.factory(**q, **static)  # concrete values: the rule's own checks, with its message
+            except ValueError as e:
+                raise ValueError(f"grid point {p}: {e}") from None
+            full.append({n: float(q[n]) for n in need})
+        points = full
+    else:
+        _check_user_optimizer(opt, points[0], static)
+    return dims, coords, points, fixed, static
 
 
-def _check_int(name, v, lo=1):
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
-    return int(v)
+def _check_user_optimizer(opt: OptimizerSpec, point, static) -> None:
+    """Build the user's transformation at one point, concretely and traced: clear errors early."""
+    try:
+        opt.build(**point, **static)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"optimizer={opt.name!r}: calling it with {sorted({**point, **static})} failed "
+                         f"({type(e).__name__}: {e})") from None
+    p = jnp.zeros(3)
+    try:
+        jax.eval_shape(lambda hp: opt.build(**hp, **static).update(p, opt.build(**hp, **static).init(p), p),
+                       {k: jnp.float32(v) for k, v in point.items()})
+    except jax.errors.ConcretizationTypeError as e:
+        raise ValueError(f"optimizer={opt.name!r}: hyperparameters {sorted(point)} cannot be runtime arrays: the "
+                         f"factory uses them as Python values ({str(e).splitlines()[0]})") from None
 
 
 def _parse_seeds(seeds) -> list[int]:
     if isinstance(seeds, (int, np.integer)) and not isinstance(seeds, bool):
-        return list(range(_check_int("seeds", seeds)))
+        return list(range(check_int("seeds", seeds)))
     try:
         out = [int(s) for s in seeds]
     except (TypeError, ValueError):
@@ -203,9 +207,22 @@ def _parse_seeds(seeds) -> list[int]:
     return out
 
 
+def _resolve_model(model) -> Model:
+    if isinstance(model, str) and ":" in model:
+        obj = import_object(model, "model")
+        model = obj() if callable(obj) and not isinstance(obj, Model) else obj
+        if not isinstance(model, Model):
+            raise ValueError(f"model={model!r}: the import path must name a dynsim.models.Model or a function "
+                             "returning one")
+    return get_model(model)
+
+
 def _prepare_data(model: Model, dataset, train_subset, test_subset):
     from dynsim import data as data_mod
 
+    if isinstance(dataset, str) and ":" in dataset:
+        obj = import_object(dataset, "dataset")
+        dataset = obj() if callable(obj) and not hasattr(obj, "x_train") else obj
     if isinstance(dataset, str):
         dataset = data_mod.load(dataset)
     if not hasattr(dataset, "x_train"):
@@ -216,240 +233,64 @@ def _prepare_data(model: Model, dataset, train_subset, test_subset):
         raise ValueError(f"dataset has {dataset.num_classes} classes but model={model.name!r} "
                          f"has {model.num_classes} outputs")
     xtr, ytr, xte, yte = dataset.x_train, dataset.y_train, dataset.x_test, dataset.y_test
+    for part, y in (("y_train", ytr), ("y_test", yte)):
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= model.num_classes or not np.issubdtype(y.dtype, np.integer)):
+            raise ValueError(f"dataset {dataset.name!r}: {part} holds labels in [{y.min()}, {y.max()}], which do not "
+                             f"fit model {model.name!r}'s {model.num_classes} classes (integers 0..{model.num_classes - 1})")
     if train_subset is not None:
-        n = _check_int("train_subset", train_subset)
+        n = check_int("train_subset", train_subset)
         if n > len(xtr):
             raise ValueError(f"train_subset={n} exceeds the {len(xtr)} training examples")
         xtr, ytr = xtr[:n], ytr[:n]
     if test_subset is not None:
-        n = _check_int("test_subset", test_subset)
+        n = check_int("test_subset", test_subset)
         if n > len(xte):
             raise ValueError(f"test_subset={n} exceeds the {len(xte)} test examples")
         xte, yte = xte[:n], yte[:n]
     return dataset.name, xtr, np.asarray(ytr, np.int32), xte, np.asarray(yte, np.int32)
 
 
-# --------------------------------------------------------------------------- the program
+def _data_digest(*arrays) -> str:
+    """sha256 of the training and test arrays: a resume must see the same data."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
-@dataclasses.dataclass(frozen=True)
-class _Spec:
-    """Everything that shapes the compiled program (hashable: it keys the program cache)."""
-
-    model: Model
-    optimizer: str
-    hp_names: tuple[str, ...]
-    full_batch: bool
-    batch_size: int
-    steps_per_block: int  # steps between two metric records
-    blocks_per_call: int  # records per compiled call (minibatch: one call = one epoch)
-    eval_train: bool
-    eval_test: bool
-    eval_batch: int
-    input_shape: tuple[int, ...]
-    dtype: str
+def _model_digest(model: Model, input_shape, dtype) -> str:
+    x = jnp.zeros((2, *input_shape), dtype)
+    params = jax.eval_shape(lambda: model.module.init(jax.random.PRNGKey(0), x))["params"]
+    p = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
+    return jaxpr_digest(lambda p, x: model.loss_fn(p, x, jnp.zeros(2, jnp.int32)), p, x) + ":" + model.init_scheme
 
 
-def _evaluate(model: Model, theta, x, y, eval_batch: int):
-    """Mean loss and accuracy of ``theta`` on (x, y), in batches of ``eval_batch`` (exact sums)."""
-    n = x.shape[0]
-    eb = min(eval_batch, n)
-    nb, rem = divmod(n, eb)
-    xs = x[: nb * eb].reshape(nb, eb, *x.shape[1:])
-    ys = y[: nb * eb].reshape(nb, eb)
-    loss_sums, correct = jax.lax.map(lambda b: model.metrics(theta, b[0], b[1]), (xs, ys))
-    loss_sum, ncorrect = jnp.sum(loss_sums), jnp.sum(correct)
-    if rem:
-        ls, c = model.metrics(theta, x[nb * eb:], y[nb * eb:])
-        loss_sum, ncorrect = loss_sum + ls, ncorrect + c
-    return loss_sum / n, ncorrect.astype(loss_sum.dtype) / n
+def _optimizer_digest(opt: OptimizerSpec, point, static) -> str | None:
+    if opt.builtin:
+        return None
+    p = jnp.zeros(3, jnp.float32)
+
+    def step(hp, g):
+        tx = opt.build(**hp, **static)
+        return tx.update(g, tx.init(p), p)
+
+    return jaxpr_digest(step, {k: jnp.float32(v) for k, v in point.items()}, p)
 
 
-def _metrics(spec: _Spec, rule, carry, data):
-    theta = rule.to_paper(carry["params"], carry["opt_state"])  # report the paper's θ
-    nan = jnp.asarray(jnp.nan, jnp.dtype(spec.dtype))
-    out = {}
-    for name, (x, y), on in (("train", data[:2], spec.eval_train), ("test", data[2:], spec.eval_test)):
-        if on:
-            loss, acc = _evaluate(spec.model, theta, x, y, spec.eval_batch)
-            out[f"{name}_loss"] = jnp.where(carry["diverged"], nan, loss)
-            out[f"{name}_accuracy"] = jnp.where(carry["diverged"], nan, acc)
-    out["grad_norm"] = carry["grad_norm"]
+def _first_reach(values: np.ndarray, times: np.ndarray, thresholds) -> np.ndarray:
+    """``(models, len(thresholds))``: first time at which ``values[m] >= t`` (NaN if never)."""
+    out = np.full((values.shape[0], len(thresholds)), np.nan)
+    for j, t in enumerate(thresholds):
+        hit = np.nan_to_num(values, nan=-np.inf) >= t
+        first = np.argmax(hit, axis=1)
+        out[:, j] = np.where(hit.any(axis=1), times[first], np.nan)
     return out
 
 
-def _shuffle_key(seed):
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
-
-
-def _epoch_indices(shuffle_key, epoch, n_train: int, steps_per_epoch: int, batch_size: int):
-    perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n_train)
-    return perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
-
-
-def epoch_batches(seed: int, epoch: int, n_train: int, batch_size: int) -> np.ndarray:
-    """Example indices of every minibatch of ``epoch`` for ``seed``: ``(steps_per_epoch, batch_size)``.
-
-    Exactly what :func:`train` feeds the model (step ``k`` of the epoch uses row ``k``).
-
-    >>> b = epoch_batches(0, 0, 10, 5)
-    >>> b.shape, sorted(b.ravel().tolist()) == list(range(10))
-    ((2, 5), True)
-    """
-    n_train, batch_size = _check_int("n_train", n_train), _check_int("batch_size", batch_size)
-    if batch_size > n_train:
-        raise ValueError(f"batch_size={batch_size} exceeds n_train={n_train}")
-    return np.asarray(_epoch_indices(_shuffle_key(seed), epoch, n_train, n_train // batch_size, batch_size))
-
-
-def _initial_params(model: Model, seeds: Sequence[int], input_shape, dtype) -> PyTree:
-    """Initial parameters for each seed (host-side numpy draws), stacked on a leading axis."""
-    per_seed = [model.init(s, input_shape, jnp.dtype(dtype)) for s in seeds]
-    return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *per_seed)
-
-
-def _initial_carry(rule, params, dtype) -> dict:
-    """Stacked per-model carry (built eagerly: rule.init only makes zeros)."""
-    n = jax.tree.leaves(params)[0].shape[0]
-    return {
-        "params": params,
-        "opt_state": jax.vmap(rule.init)(params),
-        "diverged": np.zeros(n, bool),
-        "diverged_at": np.full(n, -1, np.int32),
-        "grad_norm": np.full(n, np.nan, dtype),
-        "step": np.zeros(n, np.int32),
-    }
-
-
-@functools.lru_cache(maxsize=32)
-def _program(spec: _Spec):
-    """The one jitted training program, vmapped over the model axis. Cached per spec.
-
-    ``program(carry, hp, seed, data, call_index, do_steps)`` runs one call -- ``blocks_per_call``
-    blocks of ``steps_per_block`` steps, metrics after each block -- and returns
-    ``(carry, metrics[model, block])``. With ``do_steps=False`` it only evaluates (used for
-    the step-0 record), so a whole training run needs this single compiled program.
-    """
-    model = spec.model
-    dtype = jnp.dtype(spec.dtype)
-
-    def loss_and_correct(params, xb, yb):
-        out = model.apply(params, xb)
-        return model.loss_from_outputs(out, yb), jnp.mean(jnp.argmax(out, -1) == yb)
-
-    def one_model(carry, hp, seed, data, call_index, do_steps):
-        _COMPILES["block"] += 1  # runs at trace time only
-        rule = optim.get(spec.optimizer, **hp)  # hp values are tracers: one program for all
-        x, y = data[0], data[1]
-
-        def step(c, idx):
-            params, state = c["params"], c["opt_state"]
-            xb, yb = (x, y) if spec.full_batch else (x[idx], y[idx])
-            (loss, acc), g = jax.value_and_grad(loss_and_correct, has_aux=True)(params, xb, yb)
-            updates, new_state = rule.update(g, state, params)
-            new_params = optax.apply_updates(params, updates)
-            gnorm = optax.tree.norm(g)
-            ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(new_params))
-            div = c["diverged"] | ~ok
-            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(div, old, new))
-            step_no = c["step"] + 1
-            new_c = {
-                "params": keep(new_params, params),
-                "opt_state": keep(new_state, state),
-                "diverged": div,
-                "diverged_at": jnp.where(div & ~c["diverged"], step_no, c["diverged_at"]),
-                "grad_norm": jnp.where(div, jnp.nan, gnorm).astype(dtype),
-                "step": step_no,
-            }
-            return new_c, (loss.astype(dtype), acc.astype(dtype))
-
-        if spec.full_batch:
-            idx = jnp.zeros((spec.blocks_per_call, spec.steps_per_block, 0), jnp.int32)
-        else:  # one call = one epoch: a fresh permutation, cut into batches
-            spe = spec.blocks_per_call * spec.steps_per_block
-            idx = _epoch_indices(_shuffle_key(seed), call_index, x.shape[0], spe, spec.batch_size)
-            idx = idx.reshape(spec.blocks_per_call, spec.steps_per_block, spec.batch_size)
-
-        def run(c, block_idx):
-            c, (losses, accs) = jax.lax.scan(step, c, block_idx)
-            return c, jnp.mean(losses), jnp.mean(accs)
-
-        def skip(c, block_idx):
-            del block_idx
-            nan = jnp.asarray(jnp.nan, dtype)
-            return c, nan, nan
-
-        def block(c, block_idx):
-            # do_steps is not vmapped, so this stays a real branch under vmap
-            c, run_loss, run_acc = jax.lax.cond(do_steps, run, skip, c, block_idx)
-            m = _metrics(spec, rule, c, data)
-            nan = jnp.asarray(jnp.nan, dtype)
-            m["running_loss"] = jnp.where(c["diverged"], nan, run_loss)
-            m["running_accuracy"] = jnp.where(c["diverged"], nan, run_acc)
-            return c, m
-
-        return jax.lax.scan(block, carry, idx)
-
-    return jax.jit(jax.vmap(one_model, in_axes=(0, 0, 0, None, None, None)), donate_argnums=0)
-
-
-def clear_cache() -> None:
-    """Forget compiled programs (tests use it to count compilations from scratch)."""
-    _program.cache_clear()
-    _EXECUTABLES.clear()
-
-
-_EXECUTABLES: dict = {}
-
-
-def _compiled(kind: str, fn, *args):
-    """Ahead-of-time compile ``fn`` for these argument shapes, once per process."""
-    avals = jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype.str if not hasattr(a, 'dtype') else np.dtype(a.dtype).str), args)
-    key = (kind, fn, jax.tree.structure(args), tuple(jax.tree.leaves(avals)))
-    if key not in _EXECUTABLES:
-        t0 = time.perf_counter()
-        _EXECUTABLES[key] = (fn.lower(*args).compile(), time.perf_counter() - t0)
-        return _EXECUTABLES[key][0], _EXECUTABLES[key][1]
-    return _EXECUTABLES[key][0], 0.0
-
-
-# --------------------------------------------------------------------------- memory
-
-
-def _device_memory_bytes() -> int:
-    dev = jax.devices()[0]
-    try:
-        stats = dev.memory_stats() or {}
-    except Exception:  # noqa: BLE001 - backends without stats
-        stats = {}
-    if "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
-def _bytes_per_model(spec: _Spec, n_train: int) -> int:
-    """Rough peak memory of one model: activations (forward + backward) plus parameters."""
-    model = spec.model
-    x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.dtype(spec.dtype))
-
-    def acts(p):
-        _, st = model.module.apply({"params": p}, jnp.zeros(x.shape, x.dtype),
-                                   capture_intermediates=True, mutable=["intermediates"])
-        return st
-
-    params = jax.eval_shape(lambda: model.module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"]
-    inter = jax.eval_shape(acts, params)
-    per_example = sum(math.prod(a.shape) for a in jax.tree.leaves(inter)) + math.prod(spec.input_shape)
-    n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(params))
-    rows = n_train if spec.full_batch else spec.batch_size
-    item = jnp.dtype(spec.dtype).itemsize
-    return item * (3 * rows * per_example + spec.eval_batch * per_example + 8 * n_params)
-
-
-# --------------------------------------------------------------------------- driver
+# --------------------------------------------------------------------------- the front
 
 
 def train(
@@ -471,14 +312,29 @@ def train(
     eval_batch: int = 10_000,
     dtype: str = "float32",
     progress: bool = True,
+    hessian_every: int = 0,
+    hessian_k: int = 1,
+    hessian_iters: int = hessian_mod.DEFAULT_ITERS,
+    hessian_at: str = "lookahead",
+    thresholds: Mapping[str, Sequence[float]] | None = None,
+    out: str | pathlib.Path | None = None,
+    devices: int | None = None,
+    chunks: slice | None = None,
+    _stop_after: int | None = None,
+    _source: Mapping | None = None,
+    _source_text: str | None = None,
+    _resume_only: bool = False,
 ):
     r"""Train every (hyperparameter point × seed) of ``grid`` with one compiled program.
 
     Args:
-      model: a :class:`dynsim.models.Model` or a name in :data:`dynsim.models.MODELS`.
-      dataset: a :class:`dynsim.data.Dataset` or a name for :func:`dynsim.data.load`.
+      model: a :class:`dynsim.models.Model` (any flax module: :func:`dynsim.models.from_module`),
+        a name in :data:`dynsim.models.MODELS`, or an import path to a function returning one.
+      dataset: a :class:`dynsim.data.Dataset` (any data in memory), a name for
+        :func:`dynsim.data.load`, or an import path to a function returning one.
       optimizer: a :mod:`dynsim.optim` rule name (``"super_accelerated"``, ``"nag"``, ...)
-        or factory.
+        or factory, any factory of an optax transformation (``optax.adam``), or an import
+        path (``"optax:adam"``).
       grid: either ``{name: value or 1-D values}`` -- the outer product of the lists, one
         dim per list, scalars held fixed -- or a list of ``{name: value}`` points along a
         ``config`` dim. Unnamed hyperparameters take the factory's defaults.
@@ -490,9 +346,23 @@ def train(
         for minibatch, where it must divide the steps per epoch). Step 0 is always recorded.
       eval_on: which of ``"train"``, ``"test"`` to evaluate (at the paper's θ).
       train_subset, test_subset: use only the first ``n`` examples.
-      chunk_size: models per compiled call (default: as many as fit in
-        ``memory_fraction`` of device memory, by a rough activation estimate).
+      chunk_size: models per chunk, one compiled call sharded over the devices (default: as
+        many as fit in ``memory_fraction`` of device memory, by a rough activation estimate).
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
+      hessian_every: record Hessian-spectrum metrics every this many steps (a multiple of
+        ``metrics_every``; 0 = off, the default). See the module docstring: full training
+        loss, at the look-ahead point Θ, Lanczos on HVPs.
+      hessian_k: number of top Hessian eigenvalues to record (``hessian_eigenvalues``).
+      hessian_iters: Lanczos steps (= HVPs) per record (``≥ hessian_k``).
+      hessian_at: ``"lookahead"`` (Θ, default: the point the stability bound is about) or
+        ``"theta"`` (the paper's θ).
+      thresholds: ``{metric: [values]}``: per model, the first time (``step`` or ``epoch``)
+        at which the metric reaches each value, stored as ``steps_to_<metric>`` with a dim
+        ``<metric>_threshold`` (NaN: never).
+      out: result directory (zarr store, config, progress log) written chunk by chunk; an
+        existing ``out`` holding the same training sweep is resumed, any other is refused.
+      devices: number of local devices to shard each chunk's models over (default all).
+      chunks: run only these chunk indices (``jax.distributed``; see :mod:`dynsim.engine.runner`).
 
     Returns:
       ``xarray.Dataset`` with dims ``(*grid dims, seed, step)`` (full batch) or
@@ -502,7 +372,12 @@ def train(
       (mean over the steps since the previous record of the minibatch loss/accuracy at
       the gradient point Θ -- what Keras prints), ``grad_norm``, ``wall_time`` (seconds
       since the model's chunk started, compile excluded; shared by the chunk); per model
-      ``diverged``, ``diverged_at`` (step, −1 if never). Attributes record the setup.
+      ``diverged``, ``diverged_at`` (step, −1 if never). Attributes record the setup;
+      ``attrs["complete"]`` tells whether every chunk ran.
+      With ``hessian_every``: ``sharpness`` (top eigenvalue), ``sharpness_residual``
+      (its Lanczos residual bound), ``hessian_eigenvalues`` (extra dim ``eig``, 0 = top)
+      and, for ``rmsprop_sa``/``adam_sa``, ``preconditioned_sharpness``; NaN at records
+      that are not a multiple of ``hessian_every`` and after divergence.
 
     Example (sklearn digits, two σ × two seeds in one program):
 
@@ -513,12 +388,9 @@ def train(
     >>> dict(ds.test_accuracy.sizes)
     {'sigma': 2, 'seed': 2, 'step': 5}
     """
-    import xarray as xr
-    from tqdm.auto import tqdm
-
-    model = get_model(model)
-    opt_name, factory = _canonical_optimizer(optimizer)
-    dims, coords, points, fixed = _parse_grid(grid, opt_name, factory)
+    model = _resolve_model(model)
+    opt = resolve_optimizer(optimizer)
+    dims, coords, points, fixed, static = _parse_grid(grid, opt)
     seed_list = _parse_seeds(seeds)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
@@ -528,7 +400,14 @@ def train(
     bad = [e for e in eval_on if e not in EVAL_SETS]
     if bad:
         raise ValueError(f"eval_on={eval_on!r}: unknown sets {bad}; choose from {EVAL_SETS}")
-    eval_batch = _check_int("eval_batch", eval_batch)
+    eval_batch = check_int("eval_batch", eval_batch)
+    hessian_every = check_int("hessian_every", hessian_every, lo=0)
+    hessian_k = check_int("hessian_k", hessian_k)
+    hessian_iters = check_int("hessian_iters", hessian_iters)
+    if hessian_k > hessian_iters:
+        raise ValueError(f"hessian_k={hessian_k} must be <= hessian_iters={hessian_iters}")
+    if hessian_at not in ("lookahead", "theta"):
+        raise ValueError(f"hessian_at={hessian_at!r} must be 'lookahead' or 'theta'")
     if not 0 < memory_fraction <= 1:
         raise ValueError(f"memory_fraction={memory_fraction!r} must be in (0, 1]")
 
@@ -541,105 +420,103 @@ def train(
         steps = steps if steps is not None else epochs
         if steps is None:
             raise ValueError("steps=None: full-batch training needs steps (or epochs)")
-        steps = _check_int("steps", steps)
-        me = _check_int("metrics_every", 1 if metrics_every is None else metrics_every)
+        steps = check_int("steps", steps)
+        me = check_int("metrics_every", 1 if metrics_every is None else metrics_every)
         if steps % me:
             raise ValueError(f"metrics_every={me} must divide steps={steps}")
         n_calls, spb, bpc, spe, bs = steps // me, me, 1, 1, n_train
     else:
-        bs = _check_int("batch_size", batch_size)
+        bs = check_int("batch_size", batch_size)
         if bs > n_train:
             raise ValueError(f"batch_size={bs} exceeds the {n_train} training examples")
         if steps is not None:
             raise ValueError("steps is for full batch; with batch_size give epochs")
         if epochs is None:
             raise ValueError("epochs=None: minibatch training needs epochs")
-        n_calls = _check_int("epochs", epochs)
+        n_calls = check_int("epochs", epochs)
         spe = n_train // bs
-        me = _check_int("metrics_every", spe if metrics_every is None else metrics_every)
+        me = check_int("metrics_every", spe if metrics_every is None else metrics_every)
         if spe % me:
             raise ValueError(f"metrics_every={me} must divide the {spe} steps per epoch")
         spb, bpc = me, spe // me
+    if hessian_every % spb:
+        raise ValueError(f"hessian_every={hessian_every} must be a multiple of metrics_every={spb} "
+                         "(Hessian metrics are recorded with the others)")
 
-    spec = _Spec(
-        model=model, optimizer=opt_name, hp_names=tuple(points[0]), full_batch=batch_size is None,
-        batch_size=bs, steps_per_block=spb, blocks_per_call=bpc, eval_train="train" in eval_on,
-        eval_test="test" in eval_on, eval_batch=eval_batch, input_shape=tuple(xtr.shape[1:]),
-        dtype=dtype,
+    spec = ProgramSpec(
+        model=model, optimizer=opt, hp_names=tuple(points[0]), static=tuple(sorted(static.items())),
+        full_batch=batch_size is None, batch_size=bs, steps_per_block=spb, blocks_per_call=bpc,
+        eval_train="train" in eval_on, eval_test="test" in eval_on, eval_batch=eval_batch,
+        input_shape=tuple(xtr.shape[1:]), dtype=dtype, hessian_every=hessian_every, hessian_k=hessian_k,
+        hessian_iters=hessian_iters, hessian_at=hessian_at,
     )
     n_models = len(points) * len(seed_list)
-    if chunk_size is None:
-        budget = memory_fraction * _device_memory_bytes()
-        chunk_size = max(1, min(n_models, int(budget // max(1, _bytes_per_model(spec, n_train)))))
-    chunk_size = min(_check_int("chunk_size", chunk_size), n_models)
-    n_chunks = math.ceil(n_models / chunk_size)
-
     np_dtype = np.dtype(dtype)
-    data = tuple(jax.device_put(a) for a in (xtr.astype(np_dtype), ytr, xte.astype(np_dtype), yte))
-    # model m = (point m // n_seeds, seed m % n_seeds); the last chunk is padded with model 0
+    data_bytes = sum(np.asarray(a).nbytes for a in (xtr, ytr, xte, yte)) * (np_dtype.itemsize / 4)
+    budget = memory_fraction * _platform.device_memory_bytes()
+    if data_bytes > budget:
+        raise ValueError(f"dataset {name!r} ({data_bytes / 2**20:.0f} MiB) does not fit memory_fraction="
+                         f"{memory_fraction} of the device ({budget / 2**20:.0f} MiB): the data are replicated on "
+                         "every device; use train_subset/test_subset or raise memory_fraction")
+    if chunk_size is None:
+        chunk_size = max(1, min(n_models, int((budget - data_bytes) // max(1, bytes_per_model(spec, n_train)))))
+    chunk_size = min(check_int("chunk_size", chunk_size), n_models)
+    thresholds = {k: [float(t) for t in np.atleast_1d(v)] for k, v in (thresholds or {}).items()}
+
+    # model m = (point m // n_seeds, seed m % n_seeds): C order over (*grid dims, seed)
     hp_all = {k: np.array([p[k] for p in points], np_dtype).repeat(len(seed_list)) for k in spec.hp_names}
     seed_all = np.tile(np.array(seed_list, np.int32), len(points))
     seed_idx_all = np.tile(np.arange(len(seed_list)), len(points))
-    params_by_seed = _initial_params(model, seed_list, spec.input_shape, dtype)
-
-    program = _program(spec)
-    rule0 = optim.get(opt_name, **points[0])  # only for the (value-independent) state layout
+    params_by_seed = initial_params(model, seed_list, spec.input_shape, dtype)
+    prog = program(spec)
+    rule0 = opt.build(**points[0], **static)  # only for the (value-independent) state layout
     n_rec = 1 + n_calls * bpc
-    records: dict[str, np.ndarray] = {}
-    wall = np.zeros((n_models, n_rec))
-    diverged = np.zeros(n_models, bool)
-    diverged_at = np.full(n_models, -1, np.int64)
-    compile_s = 0.0
-    bar = tqdm(total=n_chunks * n_calls, desc=f"train {opt_name} x{n_models}", disable=not progress,
-               unit="epoch" if batch_size else "block")
-    for c in range(n_chunks):
-        lo, hi = c * chunk_size, min((c + 1) * chunk_size, n_models)
-        take = np.arange(lo, lo + chunk_size) % n_models  # last chunk padded with model 0, 1, ...
-        hp = {k: v[take] for k, v in hp_all.items()}
-        sd = seed_all[take]
-        carry = _initial_carry(rule0, jax.tree.map(lambda a: a[seed_idx_all[take]], params_by_seed),
-                               np_dtype)
-        exe, dt = _compiled("block", program, carry, hp, sd, data, np.int32(0), np.bool_(True))
-        compile_s += dt
-        carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
-        chunk_rec = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
-        t0 = time.perf_counter()
-        times = [0.0]
-        for i in range(n_calls):
-            carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
-            chunk_rec.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
-            times += [time.perf_counter() - t0] * bpc
-            bar.update(1)
-        keep = hi - lo
-        for k in chunk_rec[0]:
-            arr = np.concatenate([r[k] for r in chunk_rec], axis=1)[:keep]
-            records.setdefault(k, np.full((n_models, n_rec), np.nan, np_dtype))[lo:hi] = arr
-        wall[lo:hi] = np.array(times)[None, :]
-        diverged[lo:hi] = np.asarray(carry["diverged"])[:keep]
-        diverged_at[lo:hi] = np.asarray(carry["diverged_at"])[:keep]
-    bar.close()
+    host_data = tuple(np.asarray(a) for a in (xtr.astype(np_dtype), ytr, xte.astype(np_dtype), yte))
 
-    # ---- assemble the xarray.Dataset
-    shape = [len(coords[d]) for d in dims] + [len(seed_list)]
+    # ---- what is recorded: the program's outputs, by their shapes
+    shapes = record_names(spec)
+    grid_dims = [*dims, "seed"]
+    shape = tuple(len(coords[d][1]) for d in dims) + (len(seed_list),)
     if batch_size is None:
-        tdim = "step"
-        tcoords = {"step": np.arange(n_rec) * spb}
+        tdim, times = "step", np.arange(n_rec) * spb
+        tcoords = {"step": (("step",), times)}
     else:
-        tdim = "epoch"
-        steps_axis = np.arange(n_rec) * spb
-        tcoords = {"epoch": steps_axis / spe, "step": (tdim, steps_axis)}
-    all_dims = (*dims, "seed", tdim)
-    ds_coords = dict(coords)
-    ds_coords["seed"] = np.array(seed_list)
-    ds_coords.update(tcoords)
-    data_vars = {k: (all_dims, v.reshape(*shape, n_rec)) for k, v in records.items()}
-    data_vars["wall_time"] = (all_dims, wall.reshape(*shape, n_rec))
-    data_vars["diverged"] = ((*dims, "seed"), diverged.reshape(shape))
-    data_vars["diverged_at"] = ((*dims, "seed"), diverged_at.reshape(shape))
+        tdim, steps_axis = "epoch", np.arange(n_rec) * spb
+        times = steps_axis / spe
+        tcoords = {"epoch": (("epoch",), times), "step": (("epoch",), steps_axis)}
+    extra_dims = {"hessian_eigenvalues": ("eig",)}
+    variables = [Variable(k, (*grid_dims, tdim, *extra_dims.get(k, ())), np_dtype.str) for k in shapes]
+    variables.append(Variable("wall_time", (*grid_dims, tdim), "<f8",
+                              attrs={"description": "seconds since the chunk started, compile excluded"}))
+    variables.append(Variable("diverged", tuple(grid_dims), "bool", False))
+    variables.append(Variable("diverged_at", tuple(grid_dims), "<i8", -1))
+    for k, ts in thresholds.items():
+        if k not in shapes or shapes[k] != ():
+            raise ValueError(f"thresholds: {k!r} is not a recorded curve; choose from "
+                             f"{', '.join(k for k, s in shapes.items() if s == ())}")
+        variables.append(Variable(f"{tdim}s_to_{k}", (*grid_dims, f"{k}_threshold"), "<f8",
+                                  attrs={"description": f"first {tdim} with {k} >= threshold (NaN: never)"}))
+    all_coords = {**coords, "seed": (("seed",), np.array(seed_list)), **tcoords}
+    if hessian_every:
+        all_coords["eig"] = (("eig",), np.arange(hessian_k))
+    for k, ts in thresholds.items():
+        all_coords[f"{k}_threshold"] = ((f"{k}_threshold",), np.array(ts))
+
+    config = {
+        "kind": "train", "model": model.name, "model_digest": _model_digest(model, spec.input_shape, np_dtype),
+        "dataset": name, "data_sha256": _data_digest(*host_data), "n_train": n_train, "n_test": len(xte),
+        "optimizer": opt.name, "optimizer_digest": _optimizer_digest(opt, points[0], static),
+        "grid": {d: jsonable(coords[d][1]) for d in dims}, "points": jsonable(points) if dims == ["config"] else None,
+        "fixed": fixed, "static": static, "seeds": seed_list, "batch_size": None if batch_size is None else bs,
+        "steps_per_record": spb, "records": n_rec, "eval_on": list(eval_on), "eval_batch": eval_batch,
+        "dtype": dtype, "hessian": {"every": hessian_every, "k": hessian_k, "iters": hessian_iters,
+                                    "at": hessian_at} if hessian_every else None,
+        "thresholds": thresholds, "chunk_size": chunk_size,
+    }
     attrs = {
         "model": model.name,
-        "loss": model.loss,
-        "optimizer": opt_name,
+        "loss": model.loss if isinstance(model.loss, str) else getattr(model.loss, "__name__", "custom"),
+        "optimizer": opt.name,
         "hyperparameters": list(spec.hp_names),
         "fixed": str(fixed),
         "dataset": name,
@@ -650,13 +527,103 @@ def train(
         "metrics_every": spb,
         "dtype": dtype,
         "chunk_size": chunk_size,
-        "n_chunks": n_chunks,
-        "compile_seconds": compile_s,
         "device": str(jax.devices()[0]),
         "coordinates": "metrics at the paper's theta = rule.to_paper(params, state)",
         "grad_norm": "norm of the last gradient used (at the look-ahead point, last minibatch)",
+        "config": json.dumps(config, sort_keys=True, default=str),
     }
-    return xr.Dataset(data_vars, coords=ds_coords, attrs=attrs)
+    if hessian_every:
+        attrs.update({
+            "hessian_every": hessian_every, "hessian_k": hessian_k, "hessian_iters": hessian_iters,
+            "hessian_at": hessian_at,
+            "hessian": ("top eigenvalues of the Hessian of the full training loss at the "
+                        + ("look-ahead point (optax params)" if hessian_at == "lookahead" else "paper's theta")
+                        + f", Lanczos with {hessian_iters} HVPs, every {hessian_every} steps"),
+        })
+    compile_s = [0.0]
+    placed: dict = {}
+
+    def run_chunk(start, n_valid, n_padded, sharding, tick):
+        take = np.minimum(np.arange(start, start + n_padded), start + n_valid - 1)  # pad with the last model
+        key = str(sharding)
+        if key not in placed:  # the data, replicated on every device of the mesh
+            rep = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            placed.clear()
+            placed[key] = jax.device_put(host_data, rep)
+        data = placed[key]
+        put = lambda t: jax.device_put(t, sharding)  # noqa: E731
+        hp = put({k: v[take] for k, v in hp_all.items()})
+        sd = put(seed_all[take])
+        carry = put(initial_carry(rule0, jax.tree.map(lambda a: a[seed_idx_all[take]], params_by_seed), np_dtype))
+        exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
+        compile_s[0] += dt
+        carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
+        recs = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
+        t0 = time.perf_counter()
+        wall = [0.0]
+        for i in range(n_calls):
+            carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
+            recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
+            wall += [time.perf_counter() - t0] * bpc
+            tick(1.0 / n_calls)
+        values = {k: np.concatenate([r[k] for r in recs], axis=1)[:n_valid] for k in recs[0]}
+        values["wall_time"] = np.broadcast_to(np.array(wall), (n_valid, n_rec))
+        values["diverged"] = np.asarray(carry["diverged"])[:n_valid]
+        values["diverged_at"] = np.asarray(carry["diverged_at"])[:n_valid].astype(np.int64)
+        for k, ts in thresholds.items():
+            values[f"{tdim}s_to_{k}"] = _first_reach(values[k], times, ts)
+        return values
+
+    job = ModelJob(config=config, grid_dims=grid_dims, shape=shape, coords=all_coords, variables=variables,
+                   run_chunk=run_chunk, steps=n_calls * bpc * spb, attrs=attrs, chunk_size=chunk_size)
+    n_dev = devices
+    if n_dev is None:  # no more devices than models per chunk: tiny runs are not padded to the device count
+        n_dev = min(len(jax.local_devices() if jax.process_count() > 1 else jax.devices()), chunk_size)
+    ds = run_models(job, out=out, devices=n_dev, chunks=chunks, progress=progress, stop_after=_stop_after,
+                    resume_only=_resume_only, source=_source, source_text=_source_text)
+    ds.attrs["compile_seconds"] = compile_s[0]
+    ds.attrs["n_chunks"] = -(-n_models // chunk_size)
+    return ds
+
+
+# --------------------------------------------------------------------------- configs
+
+#: Keys of a training config's ``[problem]`` table.
+PROBLEM_KEYS = {"model", "dataset", "steps", "epochs", "batch_size", "seeds", "metrics_every", "eval_on",
+                "train_subset", "test_subset", "eval_batch", "dtype", "memory_fraction", "hessian_every",
+                "hessian_k", "hessian_iters", "hessian_at", "thresholds"}
+
+
+def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source_text=None, resume_only=False,
+               stop_after=None):
+    """Run a training config (a sweep config with a ``[problem]`` table); returns the dataset.
+
+    ``optimizer`` and ``[grid]`` are as in landscape configs (any optax factory by import
+    path); ``[problem]`` names the model (a :data:`dynsim.models.MODELS` name or an import
+    path), the dataset (a :func:`dynsim.data.load` name or an import path), ``steps`` (full
+    batch) or ``batch_size`` and ``epochs``, ``seeds`` and what to record
+    (:data:`PROBLEM_KEYS`: the keyword arguments of :func:`train`).
+    """
+    from dynsim.engine.config import expand_axis
+
+    problem = dict(cfg["problem"])
+    bad = set(problem) - PROBLEM_KEYS
+    if bad:
+        raise ValueError(f"[problem]: unknown key(s) {', '.join(sorted(bad))}; expected {', '.join(sorted(PROBLEM_KEYS))}")
+    for need in ("model", "dataset"):
+        if need not in problem:
+            raise ValueError(f"[problem]: missing {need!r}")
+    grid = {k: expand_axis(k, v) for k, v in cfg["grid"].items()}
+    model, dataset = problem.pop("model"), problem.pop("dataset")
+    if isinstance(model, str) and ":" not in model:
+        from dynsim import models
+
+        if model not in models.MODELS:
+            raise ValueError(f"[problem] model={model!r} is unknown; choose one of {', '.join(models.MODELS)} "
+                             "or give an import path 'package.module:function'")
+    cs = chunk_size if chunk_size is not None else cfg.get("chunk_size")
+    return train(model, dataset, cfg["optimizer"], grid, chunk_size=cs, progress=progress, out=out,
+                 _stop_after=stop_after, _source=cfg, _source_text=source_text, _resume_only=resume_only, **problem)
 
 
 # --------------------------------------------------------------------------- thresholds
@@ -725,11 +692,11 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
     from dynsim.models import nielsen_mlp
 
     cpu = jax.devices()[0].platform == "cpu"
-    n_models = _check_int("n_models", n_models)
-    steps = _check_int("steps", (10 if cpu else 20) if steps is None else steps)
-    n_train = _check_int("n_train", (6_000 if cpu else 60_000) if n_train is None else n_train)
-    repeats = _check_int("repeats", repeats)
-    sequential_models = min(_check_int("sequential_models", sequential_models), n_models)
+    n_models = check_int("n_models", n_models)
+    steps = check_int("steps", (10 if cpu else 20) if steps is None else steps)
+    n_train = check_int("n_train", (6_000 if cpu else 60_000) if n_train is None else n_train)
+    repeats = check_int("repeats", repeats)
+    sequential_models = min(check_int("sequential_models", sequential_models), n_models)
     source = "mnist"
     if dataset is None:
         try:

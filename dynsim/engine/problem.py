@@ -41,6 +41,7 @@ __all__ = [
     "resolve_landscape",
     "import_object",
     "fingerprint",
+    "jaxpr_digest",
     "SWEEPABLE_LANDSCAPE_PARAMS",
 ]
 
@@ -122,6 +123,13 @@ class OptimizerSpec:
 
     def accepts(self, name: str) -> bool:
         return name in self.params or self.var_kwargs
+
+    # equal specs share compiled programs: identity is the factory (and its name)
+    def __eq__(self, other):
+        return isinstance(other, OptimizerSpec) and (self.name, self.factory) == (other.name, other.factory)
+
+    def __hash__(self):
+        return hash((self.name, self.factory))
 
 
 def resolve_optimizer(optimizer) -> OptimizerSpec:
@@ -277,6 +285,19 @@ def _hash_closed_jaxpr(h, closed) -> None:
         a = np.asarray(c)
         h.update(str((a.dtype, a.shape)).encode())
         h.update(np.ascontiguousarray(a).tobytes())
+
+
+def jaxpr_digest(fn: Callable, *args) -> str:
+    """sha256 of the jaxpr of ``fn(*args)`` and of every constant it closes over.
+
+    Identifies what code computes (not its name): a lambda replaced by another, or a
+    closure over other values, gives another digest; the argument values do not matter.
+    """
+    import jax
+
+    h = hashlib.sha256()
+    _hash_closed_jaxpr(h, jax.make_jaxpr(fn)(*args))
+    return h.hexdigest()
 
 
 def fingerprint(opt: OptimizerSpec, land: LandscapeSpec, hyper: Mapping[str, float],

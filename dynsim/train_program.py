@@ -1,0 +1,331 @@
+r"""The compiled training program: one ``jit`` of ``vmap`` over models (:func:`program`).
+
+Every (hyperparameter point × seed) is one *model*; the rule is built inside the vmapped
+function from array hyperparameters, so a whole grid shares one XLA program. One call runs
+``blocks_per_call`` blocks of ``steps_per_block`` steps and records the metrics after each
+block (full-batch: a call is one record; minibatch: a call is one epoch). This module holds
+the program and what it needs (evaluation, minibatch order, initial state, a memory
+estimate); :mod:`dynsim.training` validates arguments and drives it through the engine.
+See :func:`dynsim.train` for the coordinates, divergence handling and seeds.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import math
+import time
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dynsim import hessian as hessian_mod
+from dynsim.engine.problem import OptimizerSpec
+from dynsim.models import Model
+from dynsim.run import PRECONDITIONED_RULES, preconditioner
+
+PyTree = Any
+
+__all__ = ["ProgramSpec", "program", "compiled", "compile_count", "clear_cache", "evaluate", "epoch_batches",
+           "initial_params", "initial_carry", "bytes_per_model", "check_int", "record_names"]
+
+#: Training programs traced by this module (a trace happens exactly when jit compiles).
+_COMPILES: collections.Counter = collections.Counter()
+
+
+def compile_count() -> int:
+    """How many training programs this process has traced (= compiled: jit caches traces)."""
+    return _COMPILES["block"]
+
+
+def record_names(spec: "ProgramSpec") -> dict[str, tuple[int, ...]]:
+    """The curves :func:`program` records, with their trailing shapes (after model and record).
+
+    Known without tracing (a trace is a compile); a test checks it against the program.
+    """
+    out = {}
+    for part, on in (("train", spec.eval_train), ("test", spec.eval_test)):
+        if on:
+            out[f"{part}_loss"] = ()
+            out[f"{part}_accuracy"] = ()
+    out["grad_norm"] = ()
+    out["running_loss"] = ()
+    out["running_accuracy"] = ()
+    if spec.hessian_every:
+        out.update({"sharpness": (), "sharpness_residual": (), "hessian_eigenvalues": (spec.hessian_k,)})
+        if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
+            out["preconditioned_sharpness"] = ()
+    return out
+
+
+def check_int(name, v, lo=1):
+    """``v`` as an int ``>= lo``; ValueError naming ``name`` otherwise (bools refused)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
+        raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
+    return int(v)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramSpec:
+    """Everything that shapes the compiled program (hashable: it keys the program cache)."""
+
+    model: Model
+    optimizer: OptimizerSpec
+    hp_names: tuple[str, ...]
+    static: tuple[tuple[str, Any], ...]  # fixed non-numeric optimizer arguments
+    full_batch: bool
+    batch_size: int
+    steps_per_block: int  # steps between two metric records
+    blocks_per_call: int  # records per compiled call (minibatch: one call = one epoch)
+    eval_train: bool
+    eval_test: bool
+    eval_batch: int
+    input_shape: tuple[int, ...]
+    dtype: str
+    hessian_every: int = 0  # steps between Hessian records (a multiple of steps_per_block); 0: off
+    hessian_k: int = 1
+    hessian_iters: int = hessian_mod.DEFAULT_ITERS
+    hessian_at: str = "lookahead"  # or "theta"
+
+
+def evaluate(model: Model, theta, x, y, eval_batch: int):
+    """Mean loss and accuracy of ``theta`` on (x, y), in batches of ``eval_batch`` (exact sums)."""
+    n = x.shape[0]
+    eb = min(eval_batch, n)
+    nb, rem = divmod(n, eb)
+    xs = x[: nb * eb].reshape(nb, eb, *x.shape[1:])
+    ys = y[: nb * eb].reshape(nb, eb)
+    loss_sums, correct = jax.lax.map(lambda b: model.metrics(theta, b[0], b[1]), (xs, ys))
+    loss_sum, ncorrect = jnp.sum(loss_sums), jnp.sum(correct)
+    if rem:
+        ls, c = model.metrics(theta, x[nb * eb:], y[nb * eb:])
+        loss_sum, ncorrect = loss_sum + ls, ncorrect + c
+    return loss_sum / n, ncorrect.astype(loss_sum.dtype) / n
+
+
+def _record(spec: ProgramSpec, rule, carry, data):
+    theta = rule.to_paper(carry["params"], carry["opt_state"])  # report the paper's θ
+    nan = jnp.asarray(jnp.nan, jnp.dtype(spec.dtype))
+    out = {}
+    for name, (x, y), on in (("train", data[:2], spec.eval_train), ("test", data[2:], spec.eval_test)):
+        if on:
+            loss, acc = evaluate(spec.model, theta, x, y, spec.eval_batch)
+            out[f"{name}_loss"] = jnp.where(carry["diverged"], nan, loss)
+            out[f"{name}_accuracy"] = jnp.where(carry["diverged"], nan, acc)
+    out["grad_norm"] = carry["grad_norm"]
+    return out
+
+
+def _shuffle_key(seed):
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+
+
+def _epoch_indices(shuffle_key, epoch, n_train: int, steps_per_epoch: int, batch_size: int):
+    perm = jax.random.permutation(jax.random.fold_in(shuffle_key, epoch), n_train)
+    return perm[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
+
+
+def epoch_batches(seed: int, epoch: int, n_train: int, batch_size: int) -> np.ndarray:
+    """Example indices of every minibatch of ``epoch`` for ``seed``: ``(steps_per_epoch, batch_size)``.
+
+    Exactly what :func:`dynsim.train` feeds the model (step ``k`` of the epoch uses row ``k``).
+
+    >>> b = epoch_batches(0, 0, 10, 5)
+    >>> b.shape, sorted(b.ravel().tolist()) == list(range(10))
+    ((2, 5), True)
+    """
+    n_train, batch_size = check_int("n_train", n_train), check_int("batch_size", batch_size)
+    if batch_size > n_train:
+        raise ValueError(f"batch_size={batch_size} exceeds n_train={n_train}")
+    return np.asarray(_epoch_indices(_shuffle_key(seed), epoch, n_train, n_train // batch_size, batch_size))
+
+
+def initial_params(model: Model, seeds: Sequence[int], input_shape, dtype) -> PyTree:
+    """Initial parameters for each seed (host-side numpy draws), stacked on a leading axis."""
+    per_seed = [model.init(s, input_shape, jnp.dtype(dtype)) for s in seeds]
+    return jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *per_seed)
+
+
+def initial_carry(rule, params, dtype) -> dict:
+    """Stacked per-model carry (built eagerly: rule.init only makes zeros)."""
+    n = jax.tree.leaves(params)[0].shape[0]
+    return {
+        "params": params,
+        "opt_state": jax.vmap(rule.init)(params),
+        "diverged": np.zeros(n, bool),
+        "diverged_at": np.full(n, -1, np.int32),
+        "grad_norm": np.full(n, np.nan, dtype),
+        "step": np.zeros(n, np.int32),
+    }
+
+
+@functools.lru_cache(maxsize=32)
+def program(spec: ProgramSpec):
+    """The one jitted training program, vmapped over the model axis. Cached per spec.
+
+    ``program(carry, hp, seed, data, call_index, do_steps)`` runs one call -- ``blocks_per_call``
+    blocks of ``steps_per_block`` steps, metrics after each block -- and returns
+    ``(carry, metrics[model, block])``. With ``do_steps=False`` it only evaluates (used for
+    the step-0 record), so a whole training run needs this single compiled program.
+    """
+    model = spec.model
+    dtype = jnp.dtype(spec.dtype)
+
+    def loss_and_correct(params, xb, yb):
+        out = model.apply(params, xb)
+        return model.loss_from_outputs(out, yb), jnp.mean(jnp.argmax(out, -1) == yb)
+
+    def one_model(carry, hp, seed, data, call_index, do_steps):
+        _COMPILES["block"] += 1  # runs at trace time only
+        rule = spec.optimizer.build(**hp, **dict(spec.static))  # hp values are tracers: one program
+        x, y = data[0], data[1]
+
+        def step(c, idx):
+            params, state = c["params"], c["opt_state"]
+            xb, yb = (x, y) if spec.full_batch else (x[idx], y[idx])
+            (loss, acc), g = jax.value_and_grad(loss_and_correct, has_aux=True)(params, xb, yb)
+            updates, new_state = rule.update(g, state, params)
+            new_params = optax.apply_updates(params, updates)
+            gnorm = optax.tree.norm(g)
+            ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(new_params))
+            div = c["diverged"] | ~ok
+            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(div, old, new))
+            step_no = c["step"] + 1
+            new_c = {
+                "params": keep(new_params, params),
+                "opt_state": keep(new_state, state),
+                "diverged": div,
+                "diverged_at": jnp.where(div & ~c["diverged"], step_no, c["diverged_at"]),
+                "grad_norm": jnp.where(div, jnp.nan, gnorm).astype(dtype),
+                "step": step_no,
+            }
+            return new_c, (loss.astype(dtype), acc.astype(dtype))
+
+        if spec.full_batch:
+            idx = jnp.zeros((spec.blocks_per_call, spec.steps_per_block, 0), jnp.int32)
+        else:  # one call = one epoch: a fresh permutation, cut into batches
+            spe = spec.blocks_per_call * spec.steps_per_block
+            idx = _epoch_indices(_shuffle_key(seed), call_index, x.shape[0], spe, spec.batch_size)
+            idx = idx.reshape(spec.blocks_per_call, spec.steps_per_block, spec.batch_size)
+
+        def run(c, block_idx):
+            c, (losses, accs) = jax.lax.scan(step, c, block_idx)
+            return c, jnp.mean(losses), jnp.mean(accs)
+
+        def skip(c, block_idx):
+            del block_idx
+            nan = jnp.asarray(jnp.nan, dtype)
+            return c, nan, nan
+
+        def train_hvp(params, v):
+            """∇²(full training loss)(params)·v, summed over batches of eval_batch (exact)."""
+            n = x.shape[0]
+            eb = min(spec.eval_batch, n)
+            nb, rem = divmod(n, eb)
+
+            def part(xb, yb):
+                w = jnp.asarray(xb.shape[0] / n, dtype)
+                return hessian_mod.hvp(lambda p: w * model.loss_fn(p, xb, yb), params, v)
+
+            def body(acc, b):
+                return jax.tree.map(jnp.add, acc, part(*b)), None
+
+            xs = x[: nb * eb].reshape(nb, eb, *x.shape[1:])
+            acc, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, v), (xs, y[: nb * eb].reshape(nb, eb)))
+            if rem:
+                acc = jax.tree.map(jnp.add, acc, part(x[nb * eb:], y[nb * eb:]))
+            return acc
+
+        def hessian_metrics(c, record):
+            point = (c["params"] if spec.hessian_at == "lookahead"
+                     else rule.to_paper(c["params"], c["opt_state"]))
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), record)
+            mv = functools.partial(train_hvp, point)
+            res = hessian_mod.lanczos_top_k(mv, point, spec.hessian_k, spec.hessian_iters, key)
+            out = {"sharpness": res.eigenvalues[0], "sharpness_residual": res.residuals[0],
+                   "hessian_eigenvalues": res.eigenvalues}
+            if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
+                pmv = hessian_mod.preconditioned_matvec(mv, preconditioner(rule, c["opt_state"]))
+                out["preconditioned_sharpness"] = hessian_mod.lanczos_top_k(
+                    pmv, point, 1, spec.hessian_iters, jax.random.fold_in(key, 1)).eigenvalues[0]
+            return {k: v.astype(dtype) for k, v in out.items()}
+
+        def hessian_skip(c, record):
+            del record
+            out = {"sharpness": jnp.nan, "sharpness_residual": jnp.nan,
+                   "hessian_eigenvalues": jnp.full((spec.hessian_k,), jnp.nan)}
+            if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
+                out["preconditioned_sharpness"] = jnp.nan
+            return {k: jnp.asarray(v, dtype) for k, v in out.items()}
+
+        def block(c, xs):
+            block_idx, j = xs
+            # do_steps is not vmapped, so this stays a real branch under vmap
+            c, run_loss, run_acc = jax.lax.cond(do_steps, run, skip, c, block_idx)
+            m = _record(spec, rule, c, data)
+            nan = jnp.asarray(jnp.nan, dtype)
+            m["running_loss"] = jnp.where(c["diverged"], nan, run_loss)
+            m["running_accuracy"] = jnp.where(c["diverged"], nan, run_acc)
+            if spec.hessian_every:
+                # record number from unbatched values only, so the cond stays a branch under vmap;
+                # the evaluate-only call (step 0) keeps just its last block: measure only there
+                record = jnp.where(do_steps, call_index * spec.blocks_per_call + j + 1, 0)
+                due = ((record * spec.steps_per_block) % spec.hessian_every == 0) & (
+                    do_steps | (j == spec.blocks_per_call - 1))
+                h = jax.lax.cond(due, hessian_metrics, hessian_skip, c, record)
+                m.update({k: jnp.where(c["diverged"], nan, v) for k, v in h.items()})
+            return c, m
+
+        return jax.lax.scan(block, carry, (idx, jnp.arange(spec.blocks_per_call)))
+
+    return jax.jit(jax.vmap(one_model, in_axes=(0, 0, 0, None, None, None)), donate_argnums=0)
+
+
+def clear_cache() -> None:
+    """Forget compiled programs (tests use it to count compilations from scratch)."""
+    program.cache_clear()
+    _EXECUTABLES.clear()
+
+
+_EXECUTABLES: dict = {}
+
+
+def compiled(kind: str, fn, *args):
+    """Ahead-of-time compile ``fn`` for these argument shapes and shardings, once per process."""
+    def aval(a):
+        dt = np.dtype(a.dtype).str if hasattr(a, "dtype") else np.asarray(a).dtype.str
+        return np.shape(a), dt, str(getattr(a, "sharding", None))
+
+    avals = jax.tree.map(aval, args)
+    is_aval = lambda x: isinstance(x, tuple) and len(x) == 3 and isinstance(x[2], str)  # noqa: E731
+    key = (kind, fn, jax.tree.structure(args), tuple(jax.tree.leaves(avals, is_leaf=is_aval)))
+    if key not in _EXECUTABLES:
+        t0 = time.perf_counter()
+        _EXECUTABLES[key] = (fn.lower(*args).compile(), time.perf_counter() - t0)
+        return _EXECUTABLES[key][0], _EXECUTABLES[key][1]
+    return _EXECUTABLES[key][0], 0.0
+
+
+def bytes_per_model(spec: ProgramSpec, n_train: int) -> int:
+    """Rough peak memory of one model: activations (forward + backward) plus parameters."""
+    model = spec.model
+    x = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.dtype(spec.dtype))
+
+    def acts(p):
+        _, st = model.module.apply({"params": p}, jnp.zeros(x.shape, x.dtype),
+                                   capture_intermediates=True, mutable=["intermediates"])
+        return st
+
+    params = jax.eval_shape(lambda: model.module.init(jax.random.PRNGKey(0), jnp.zeros(x.shape, x.dtype)))["params"]
+    inter = jax.eval_shape(acts, params)
+    per_example = sum(math.prod(a.shape) for a in jax.tree.leaves(inter)) + math.prod(spec.input_shape)
+    n_params = sum(math.prod(a.shape) for a in jax.tree.leaves(params))
+    rows = n_train if spec.full_batch else spec.batch_size
+    item = jnp.dtype(spec.dtype).itemsize
+    hess = 0
+    if spec.hessian_every:  # Lanczos basis + an HVP (forward-over-reverse) over one eval batch
+        hess = (spec.hessian_iters + 6) * n_params + 4 * min(spec.eval_batch, n_train) * per_example
+    return item * (3 * rows * per_example + spec.eval_batch * per_example + 8 * n_params + hess)
