@@ -47,7 +47,9 @@ under-damped rate ``√(g − uσ)`` equals the other's over-damped rate, a cubi
 At ``σ = 0`` every under-damped mode has ``ρ = √g`` and every over-damped one
 ``ρ > √g``; hence (:func:`superacceleration_helps`) **σ > 0 beats heavy ball on
 the worst mode iff** ``k_min η > (1 − √g)²`` — the 1-D threshold of Nakerst §2.4
-applied to the flattest direction.
+applied to the flattest direction. :func:`spectrum_family` gives the test spectra
+(condition number κ) and :func:`late_rate_check` compares a measured late-time loss decay
+with the worst mode's ``2 ln ρ``.
 """
 from __future__ import annotations
 
@@ -57,6 +59,9 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dynsim.cycles import log_slope
+from dynsim.numerics import golden_section_traced
 
 __all__ = [
     "REGIMES",
@@ -78,6 +83,9 @@ __all__ = [
     "optimal_sigma_spectrum",
     "two_mode_optimal_sigma",
     "superacceleration_helps",
+    "SPECTRUM_FAMILIES",
+    "spectrum_family",
+    "late_rate_check",
 ]
 
 REGIMES = ("underdamped", "critical", "overdamped", "unstable")
@@ -222,9 +230,6 @@ def worst_mode_rate(eigenvalues, learning_rate, momentum, sigma):
     return spectral_radius_quadratic(eigenvalues, learning_rate, momentum, sigma)
 
 
-_GOLD = (math.sqrt(5.0) - 1.0) / 2.0
-
-
 def _optimal_sigma_scalar(eig, lr, mu, num: int, iters: int):
     kmax = jnp.max(eig) * lr
     lo = (mu - 1.0) / kmax  # Jury bounds of the stiffest mode (the others' are wider)
@@ -237,21 +242,12 @@ def _optimal_sigma_scalar(eig, lr, mu, num: int, iters: int):
     a = jnp.where(j > 0, grid[jnp.maximum(j - 1, 0)], lo)
     b = jnp.where(j < num - 1, grid[jnp.minimum(j + 1, num - 1)], hi)
     f = lambda s: spectral_radius_quadratic(eig, lr, mu, s)
-
-    def body(_, ab):  # golden section on the quasi-convex R(σ)
-        a, b = ab
-        c = b - _GOLD * (b - a)
-        d = a + _GOLD * (b - a)
-        left = f(c) <= f(d)
-        return jnp.where(left, a, c), jnp.where(left, d, b)
-
-    a, b = jax.lax.fori_loop(0, iters, body, (a, b))
-    s = 0.5 * (a + b)
+    s, fs = golden_section_traced(f, a, b, iters)  # R is quasi-convex: the bracket holds the minimiser
     # the optimum may sit exactly on a mode's critical σ*, where R has a √-kink that golden
     # section resolves only to √ε in ρ: offer every σ*_i as a candidate too
     crit = jnp.clip(critical_sigma(eig * lr, mu), lo, hi)
     cand = jnp.concatenate([jnp.stack([s, grid[j]]), crit])
-    rc = jnp.concatenate([jnp.stack([f(s), r[j]]), jax.vmap(f)(crit)])
+    rc = jnp.concatenate([jnp.stack([fs, r[j]]), jax.vmap(f)(crit)])
     k = jnp.argmin(rc)
     nan = jnp.asarray(jnp.nan, s.dtype)
     return jnp.where(ok, cand[k], nan), jnp.where(ok, rc[k], nan)
@@ -357,3 +353,193 @@ def two_mode_optimal_sigma(k_eta_small, k_eta_large, momentum):
                 cands.append((sig, "balance"))
     best = min(cands, key=lambda c: worst(c[0]))
     return best[0], worst(best[0]), best[1]
+
+
+SPECTRUM_FAMILIES = ("two-point", "log-uniform")
+
+
+def spectrum_family(kind: str, kappa, n: int = 50):
+    """Hessian spectra with largest eigenvalue 1 and condition number κ (traceable in κ).
+
+    ``"two-point"``: ``{1/κ, 1}``; ``"log-uniform"``: ``n`` values log-evenly spaced in
+    ``[1/κ, 1]``, with the extremes exactly ``1/κ`` and ``1`` (as ``numpy.geomspace``).
+
+    >>> spectrum_family("log-uniform", 100.0, 3).tolist()
+    [0.01, 0.1, 1.0]
+    """
+    kappa = jnp.asarray(kappa, dtype=jnp.result_type(float, kappa))
+    if kind == "two-point":
+        return jnp.stack([1.0 / kappa, jnp.ones_like(kappa)])
+    if kind == "log-uniform":
+        k = jnp.exp(jnp.linspace(-jnp.log(kappa), 0.0, int(n)))
+        return k.at[0].set(1.0 / kappa).at[-1].set(1.0)
+    raise ValueError(f"kind={kind!r} must be one of {', '.join(SPECTRUM_FAMILIES)}")
+
+
+def late_rate_check(excess, eigenvalues, learning_rate, momentum, sigma, *, separation: float = 1e-8):
+    r"""Measured late-time slope of ``log(L − L*)`` versus ``2 ln ρ_worst`` (loss ``∝ ρ^{2t}``).
+
+    On a quadratic ``L − L* = Σ_i k_i γ_i²/2`` over Hessian modes, each decaying like
+    its own ``ρ_i^t``; once the second-slowest mode is down by ``separation`` in loss,
+    at ``t_a = ln(separation) / (2 ln(ρ₂/ρ₁))``, only the worst mode is left and the
+    log-loss falls by ``2 ln ρ₁`` per step. The slope is fitted
+    (:func:`dynsim.cycles.log_slope`) from ``t_a`` to the end of ``excess``
+    (``L_t − L*``, ``t = 0, 1, …``). Returns ``(measured, predicted, t_a)``.
+    """
+    k = np.asarray(eigenvalues)
+    rho_modes = np.sort(np.asarray(spectral_radius(k * learning_rate, momentum, sigma)))[::-1]
+    rho1 = float(spectral_radius_quadratic(k, learning_rate, momentum, sigma))
+    rho2 = float(rho_modes[1])
+    t_a = int(math.ceil(math.log(separation) / (2 * math.log(rho2 / rho1))))
+    t = np.arange(len(excess))
+    slope, _ = log_slope(jnp.asarray(excess), jnp.asarray(t >= t_a))
+    return float(slope), 2 * math.log(rho1), t_a
+
+
+# --------------------------------------------------------------------------- edge of stability
+
+
+def _check_learning_rate(call: str, learning_rate) -> None:
+    if isinstance(learning_rate, jax.core.Tracer):
+        return
+    lr = np.asarray(learning_rate, dtype=float)
+    if not np.all(np.isfinite(lr) & (lr > 0)):
+        raise ValueError(f"{call}: learning_rate={learning_rate!r} must be finite and > 0")
+
+
+def stable_curvature_interval(learning_rate, momentum, sigma):
+    r"""``(k_lo, k_hi)``: the super-accelerated map on ``L = kθ²/2`` is stable iff ``k_lo < k < k_hi``.
+
+    **Derivation (Jury).** The monic quadratic ``χ(λ) = λ² − pλ + b`` of
+    :func:`companion_matrix` (``p = 1 + b − kη``, ``b = μ − kησ``) has both roots inside
+    the unit circle iff ``χ(1) > 0``, ``χ(−1) > 0`` and ``|b| < 1``. Each is *linear in k*:
+
+    ====  ======================================  =========================================
+    J1    ``χ(1) = kη > 0``                       ``k > 0``  (a concave mode always escapes)
+    J2    ``χ(−1) = 2(1+μ) − kη(1+2σ) > 0``        ``k < 2(1+μ)/(η(1+2σ))`` if ``1+2σ > 0``
+    J3    ``1 − b = 1 − μ + kησ > 0``              ``k < (μ−1)/(ησ)`` if ``σ < 0``
+    J4    ``1 + b = 1 + μ − kησ > 0``              ``k < (1+μ)/(ησ)`` if ``σ > 0``
+    ====  ======================================  =========================================
+
+    (with the inequality reversed into a lower bound when the coefficient of ``k`` has
+    the other sign), so the stable curvatures form one interval, returned here
+    (``k_lo ≥ 0``; NaN, NaN when it is empty; ``k_hi = inf`` when unbounded). Which
+    condition fails at ``k_hi`` says how the map loses stability: J2 -- an eigenvalue
+    through ``−1`` (flip / period doubling: the iterate oscillates along the top Hessian
+    eigenvector, the edge-of-stability signature); J3 -- the complex pair through
+    ``|λ| = √b = 1`` (Neimark-Sacker); J4 -- ``b = −1``.
+
+    For ``|μ| < 1``: J1 gives ``k_lo = 0``; for ``σ > 0`` J4 never binds
+    (``(1+μ)/(ησ) > 2(1+μ)/(η(1+2σ))`` as ``1+2σ > 2σ``) and J3 is a negative lower
+    bound; for ``σ < 0`` J3 binds before J2 exactly when ``σ < −(1−μ)/4`` (the two
+    bounds meet at ``k = 4/η`` there). Hence :func:`stability_threshold`'s closed form
+    ``2(1+μ)/(η(1+2σ))`` is the binding one for ``|μ| < 1`` and ``σ ≥ −(1−μ)/4`` --
+    every GD, heavy-ball, Nesterov and super-accelerated setting in practice. ``μ ≥ 1``
+    makes ``k_lo > 0`` (J3 with σ > 0) or the interval empty.
+
+    Args broadcast; ``learning_rate > 0``. Differentiable away from the switches.
+    """
+    _check_learning_rate(f"stable_curvature_interval(learning_rate={learning_rate!r}, ...)", learning_rate)
+    eta, mu, s = jnp.broadcast_arrays(
+        *(jnp.asarray(x, dtype=jnp.result_type(float, x)) for x in (learning_rate, momentum, sigma))
+    )
+    # each condition c0 + c1·k > 0
+    cons = [(jnp.zeros_like(eta), eta), (2 * (1 + mu), -eta * (1 + 2 * s)),
+            (1 - mu, eta * s), (1 + mu, -eta * s)]
+    inf = jnp.full_like(eta, jnp.inf)
+    lo, hi, ok = jnp.zeros_like(eta), inf, jnp.ones(eta.shape, bool)
+    for c0, c1 in cons:
+        safe = jnp.where(c1 == 0, 1.0, c1)
+        bound = -c0 / safe
+        lo = jnp.where(c1 > 0, jnp.maximum(lo, bound), lo)
+        hi = jnp.where(c1 < 0, jnp.minimum(hi, bound), hi)
+        ok = ok & ((c1 != 0) | (c0 > 0))
+    ok = ok & (lo < hi)
+    nan = jnp.full_like(eta, jnp.nan)
+    return jnp.where(ok, lo, nan), jnp.where(ok, hi, nan)
+
+
+def stability_threshold(learning_rate, momentum, sigma):
+    r"""The largest stable curvature (edge of stability) of super-acceleration:
+
+    .. math::  k_{\max} = \frac{2(1+μ)}{η\,(1+2σ)} .
+
+    The map ``m_i = μ m_{i−1} − η∇L(θ_i + σ m_{i−1})`` on ``L = kθ²/2`` is stable iff
+    ``k·η·(1+2σ) < 2(1+μ)`` -- Jury's ``χ(−1) > 0`` for ``χ(λ) = λ² − (1+b−kη)λ + b``,
+    ``b = μ − kησ`` -- together with ``k > 0`` and ``|b| < 1``, which never bind first when
+    ``|μ| < 1`` and ``σ ≥ −(1−μ)/4`` (proof and the other cases:
+    :func:`stable_curvature_interval`). On a network, the sharpness (top Hessian
+    eigenvalue, :mod:`dynsim.hessian`) must stay below this for the linearised map to be
+    stable: Cohen et al. (ICLR 2021) find full-batch training rises to it and hovers
+    there ("edge of stability").
+
+    Special cases: GD (μ = σ = 0) ``2/η``; heavy ball (σ = 0) ``(2+2μ)/η`` (Cohen et al.
+    2021 §3, their β = μ); Nesterov (σ = μ) ``(2+2μ)/(η(1+2μ))`` (Cohen et al. 2021
+    App. B); super-acceleration lowers it as ``1/(1+2σ)``. Solved for σ it is the flip
+    bifurcation ``σ_flip = (1+μ)/(k_max η) − ½`` (the upper end of
+    :func:`stable_sigma_interval`), where Nakerst's eq. (15) runs get trapped at σ ≳ 6.
+
+    Returns the exact sup of the stable curvatures in every case (the closed form where
+    it is the binding condition; ``k_hi`` of :func:`stable_curvature_interval` elsewhere;
+    NaN where no curvature is stable).
+
+    >>> float(stability_threshold(0.5, 0.0, 0.0)), float(stability_threshold(0.5, 0.9, 0.0))
+    (4.0, 7.6)
+    >>> round(float(stability_threshold(0.5, 0.9, 2.0)), 6)   # 3.8 / (0.5 · 5)
+    1.52
+    """
+    _check_learning_rate(f"stability_threshold(learning_rate={learning_rate!r}, ...)", learning_rate)
+    return stable_curvature_interval(learning_rate, momentum, sigma)[1]
+
+
+def preconditioned_stability_threshold(learning_rate, momentum, sigma, *, ema: bool = False):
+    r"""Edge of stability of an adaptive rule with diagonal preconditioner ``P``: bound on ``λ_max(P^{-1}H)``.
+
+    **Frozen-preconditioner derivation.** A rule stepping ``u_i = μ u_{i−1} − η P^{-1} g_i``
+    with ``g_i = ∇L(θ_i + σu_{i−1})`` and ``P`` fixed is, in the coordinates
+    ``ψ = P^{1/2}θ``, the plain super-accelerated map on the Hessian
+    ``P^{-1/2}HP^{-1/2}``, whose eigenvalues are those of ``P^{-1}H``. So it is stable iff
+    ``λ_max(P^{-1}H) <`` :func:`stability_threshold` ``(η, μ, σ)``.
+
+    * ``dynsim.optim.rmsprop_sa`` (Nakerst eq. (16), heavy-ball momentum μ outside the
+      preconditioner, ``P = √(r + ε)``, ε inside the root): ``ema=False``:
+      ``2(1+μ)/(η(1+2σ))``.
+    * ``dynsim.optim.adam_sa`` (``ema=True``, ``momentum = β₁``, ``P = √v̂ + ε``): with
+      ``u_i = −η m̂_i/P`` and ``m_i = β₁m_{i−1} + (1−β₁)g_i``, once the bias correction
+      ``1−β₁^t`` is ≈ 1, ``u_i = β₁u_{i−1} − η(1−β₁)P^{-1}g_i`` -- the map above with
+      momentum β₁ and learning rate ``η(1−β₁)``:
+
+      .. math::  λ_{\max}(P^{-1}H) < \frac{2(1+β_1)}{η(1-β_1)(1+2σ)} .
+
+      At σ = 0 this is Cohen et al. (2022)'s Adam threshold ``(2+2β₁)/((1−β₁)η)``; the
+      look-ahead divides it by ``1+2σ`` (σ in dynsim's displacement units, gradient at
+      ``θ + σu``; σ = β₁ is the Nadam-like rule). Early on the bias correction makes
+      the effective momentum ``β₁(1−β₁^{t−1})/(1−β₁^t)`` and learning rate
+      ``η(1−β₁)/(1−β₁^t)`` (larger), so the threshold is lower in the first ~``1/(1−β₁)``
+      steps. Cohen et al. (2022) use the same Adam (ε outside the root, bias-corrected
+      ``v̂``); RMSProp in their sense is Adam with β₁ = 0 (no momentum), i.e.
+      ``rmsprop_sa`` with μ = σ = 0: ``2/η``.
+
+    The real ``P`` moves (``v`` tracks ``g²``), so this is the threshold of the
+    linearisation at frozen ``P``; at a fixed point (``g = 0``) ``v`` decouples and it is
+    exact (tested with the Jacobian of the real rule). Cohen et al. observe the
+    preconditioned sharpness hovering at or just below it.
+
+    >>> round(float(preconditioned_stability_threshold(1e-3, 0.9, 0.0, ema=True)), 6)   # 3.8/(1e-3·0.1)
+    38000.0
+    """
+    if not isinstance(ema, bool):
+        raise ValueError(f"preconditioned_stability_threshold(ema={ema!r}): ema must be True or False")
+    _check_learning_rate(f"preconditioned_stability_threshold(learning_rate={learning_rate!r}, ...)",
+                         learning_rate)
+    if ema:
+        if not isinstance(momentum, jax.core.Tracer) and not np.all(
+                (np.asarray(momentum, float) >= 0) & (np.asarray(momentum, float) < 1)):
+            raise ValueError(f"preconditioned_stability_threshold(momentum={momentum!r}, ema=True): "
+                             "the EMA momentum β₁ must be in [0, 1)")
+        mu = jnp.asarray(momentum, dtype=jnp.result_type(float, momentum))
+        return stability_threshold(jnp.asarray(learning_rate) * (1 - mu), mu, sigma)
+    return stability_threshold(learning_rate, momentum, sigma)
+
+
+__all__ += ["stable_curvature_interval", "stability_threshold", "preconditioned_stability_threshold"]

@@ -65,7 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynsim import ode
+from dynsim import analysis, ode
 
 __all__ = [
     "KINDS",
@@ -585,10 +585,8 @@ def sa_closed_loop_z(k_eta, momentum, sigma, output: str = "theta"):
 
 
 def sa_companion(k_eta, momentum, sigma):
-    """Companion matrix ``[[1−kη, b], [−kη, b]]`` of the map on ``(θ_i, m_{i−1})``."""
-    k_eta, g, s = jnp.broadcast_arrays(_float(k_eta), _float(momentum), _float(sigma))
-    b = g - k_eta * s
-    return jnp.stack([jnp.stack([1 - k_eta, b], -1), jnp.stack([-k_eta, b], -1)], -2)
+    """Companion matrix ``[[1−kη, b], [−kη, b]]`` of the map on ``(θ_i, m_{i−1})`` (:func:`dynsim.analysis.companion_matrix`)."""
+    return analysis.companion_matrix(k_eta, momentum, sigma)
 
 
 def sa_poles_z(k_eta, momentum, sigma):

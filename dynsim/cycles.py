@@ -18,30 +18,37 @@ of :data:`CLASSES`:
 :func:`refine_cycle` polishes a cycle point with Newton's method on ``F^k(x) = x`` and
 :func:`floquet_multipliers` gives the eigenvalues of the Jacobian of ``F^k`` there: all
 inside the unit circle means the cycle is a genuine attractor, not a slow transient.
+:func:`state_map` is ``F`` for a :mod:`dynsim.optim` rule, on the flat state ``(θ, u)``.
 
 **Rates from trajectories.** :func:`log_slope` (masked least-squares slope of
-``log y``) and :func:`envelope_decay` (Nakerst §5.1: fit ``|θ| ∝ e^{−t/T}``,
-"averaging over the oscillations" by fitting the upper envelope).
+``log y``, :func:`dynsim.numerics.slope_coefficients`), :func:`upper_envelope` and
+:func:`envelope_decay` (Nakerst §5.1: fit ``|θ| ∝ A e^{−t/T}``, "averaging over the
+oscillations" by fitting the upper envelope).
 
 The optimal σ on an N-dim quadratic's spectrum (:func:`dynsim.analysis.optimal_sigma_spectrum`)
 lives in :mod:`dynsim.analysis`.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from dynsim.numerics import slope_coefficients
 
 __all__ = [
     "CLASSES",
     "orbit_period",
     "classify_orbit",
     "cycle_points",
+    "state_map",
     "refine_cycle",
     "floquet_multipliers",
     "log_slope",
+    "upper_envelope",
+    "EnvelopeFit",
     "envelope_decay",
 ]
 
@@ -143,6 +150,32 @@ def cycle_points(theta, period: int):
     return jnp.asarray(theta)[..., -int(period):, :]
 
 
+def state_map(rule, loss) -> Callable:
+    r"""The map ``F: x_i ↦ x_{i+1}`` of a :mod:`dynsim.optim` rule on the flat state ``x = (θ, u)``.
+
+    ``θ`` and the velocity ``u`` are concatenated (``x.shape = (2D,)``), the form that
+    :func:`refine_cycle` and :func:`floquet_multipliers` take. For rules whose state is
+    ``(θ, u)`` only (GD, heavy ball, Nesterov, super-acceleration), not those with an
+    inner state (RMSProp, Adam).
+
+    >>> import jax.numpy as jnp
+    >>> from dynsim import optim
+    >>> F = state_map(optim.heavy_ball(0.1, 0.5), lambda th: 0.5 * jnp.sum(th ** 2))
+    >>> F(jnp.array([1.0, 0.0])).round(6).tolist()           # u' = −η∇L, θ' = θ + u'
+    [0.9, -0.1]
+    """
+    grad = jax.grad(loss)
+
+    def step(x):
+        d = x.shape[0] // 2
+        theta, u = x[:d], x[d:]
+        state = rule.map_init(theta)._replace(velocity=u)
+        theta, state = rule.map_step(grad, theta, state)
+        return jnp.concatenate([theta, state.velocity])
+
+    return step
+
+
 def _iterate(step: Callable, x, period: int):
     for _ in range(int(period)):
         x = step(x)
@@ -180,6 +213,30 @@ def floquet_multipliers(step: Callable, x, period: int):
 # --------------------------------------------------------------------------- rates
 
 
+def _line_fit(y, w):
+    """Weighted least-squares line ``y ≈ a + s·t``, ``t = 0, 1, …`` on the last axis: ``(s, a)``."""
+    t = jnp.arange(y.shape[-1], dtype=y.dtype)
+    n = jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), 1.0)
+    ym = jnp.sum(w * y, axis=-1, keepdims=True) / n
+    tm = jnp.sum(w * t, axis=-1, keepdims=True) / n
+    slope = jnp.sum(slope_coefficients(t, w) * (y - ym), axis=-1)  # Σ c = 0: centring only helps round-off
+    return slope, (ym - slope[..., None] * tm)[..., 0]
+
+
+def _masked_log(y, mask):
+    y = jnp.asarray(y)
+    y = y.astype(jnp.result_type(y.dtype, float))
+    ok = jnp.isfinite(y) & (y > 0)
+    if mask is not None:
+        ok = ok & jnp.asarray(mask, bool)
+    w = ok.astype(y.dtype)
+    n = jnp.sum(w, axis=-1)
+    s, a = _line_fit(jnp.log(jnp.where(ok, y, 1.0)), w)
+    # fewer than two points: no slope (slope_coefficients is 0/0 there)
+    few = n < 2
+    return jnp.where(few, jnp.nan, s), jnp.where(few, jnp.nan, a), n.astype(jnp.int32)
+
+
 def log_slope(y, mask=None):
     r"""Least-squares slope of ``log y_t`` against ``t`` over the last axis, where ``mask``.
 
@@ -190,38 +247,21 @@ def log_slope(y, mask=None):
     >>> round(float(s), 6), int(n)
     (-0.693147, 10)
     """
-    y = jnp.asarray(y)
-    t = jnp.arange(y.shape[-1], dtype=jnp.result_type(y.dtype, float))
-    ok = jnp.isfinite(y) & (y > 0)
-    if mask is not None:
-        ok = ok & jnp.asarray(mask, bool)
-    w = ok.astype(t.dtype)
-    ly = jnp.log(jnp.where(ok, y, 1.0))
-    n = jnp.sum(w, axis=-1)
-    nz = jnp.maximum(n, 1.0)
-    tm = jnp.sum(w * t, axis=-1) / nz
-    ym = jnp.sum(w * ly, axis=-1) / nz
-    dt = (t - tm[..., None]) * w
-    sxx = jnp.sum(dt * dt, axis=-1)
-    sxy = jnp.sum(dt * (ly - ym[..., None]), axis=-1)
-    slope = jnp.where((n >= 2) & (sxx > 0), sxy / jnp.where(sxx > 0, sxx, 1.0), jnp.nan)
-    return slope, n.astype(jnp.int32)
+    s, _, n = _masked_log(y, mask)
+    return s, n
 
 
-def envelope_decay(x, *, floor: float = 1e-12, start: int = 0):
-    r"""Fit ``|x_t| ∝ e^{−t/T}`` (Nakerst §5.1) through the upper envelope of ``|x|``.
+def upper_envelope(x, *, floor: float = 0.0):
+    r"""Upper envelope ``e_t = max_{t ≤ s < stop} |x_s|`` of the leading part of a sequence.
 
-    The envelope ``e_t = max_{s≥t} |x_s|`` (over the fitted range) removes the zero
-    crossings of oscillating trajectories. The fit runs from ``start`` to the first
-    step where ``|x_t| < floor`` (the run has reached round-off or the ε-floor of
-    RMSProp) or the end. ``x`` has time on its last axis; pass norms for vectors.
+    ``stop`` is the first step where ``|x_t| < floor`` or ``x_t`` is not finite (the end if
+    none); the envelope removes the zero crossings of an oscillating, decaying sequence.
+    Time is the last axis. Returns ``(e, keep)`` with ``keep = t < stop`` and ``e`` NaN
+    where not kept.
 
-    Returns ``(slope, T, n_used)``: ``slope`` per step (≈ ``ln ρ``), ``T = −1/slope``
-    (``inf`` when not decaying).
-
-    >>> s, T, n = envelope_decay(0.9 ** jnp.arange(50.0) * jnp.cos(2.0 * jnp.arange(50.0)))
-    >>> round(float(T), 1)                      # −1/ln 0.9 = 9.49, up to the envelope's wiggle
-    9.5
+    >>> e, keep = upper_envelope(jnp.array([1.0, -0.5, 0.8, 0.1, 1e-9, 2.0]), floor=1e-6)
+    >>> e.tolist(), keep.tolist()
+    ([1.0, 0.8, 0.8, 0.1, nan, nan], [True, True, True, True, False, False])
     """
     a = jnp.abs(jnp.asarray(x))
     t = jnp.arange(a.shape[-1])
@@ -229,6 +269,42 @@ def envelope_decay(x, *, floor: float = 1e-12, start: int = 0):
     stop = jnp.where(jnp.any(below, axis=-1), jnp.argmax(below, axis=-1), a.shape[-1])
     keep = t < stop[..., None]
     env = jax.lax.cummax(jnp.where(keep, a, 0.0), axis=a.ndim - 1, reverse=True)
-    slope, n = log_slope(env, keep & (t >= start))
+    return jnp.where(keep, env, jnp.nan), keep
+
+
+class EnvelopeFit(NamedTuple):
+    """Result of :func:`envelope_decay`: ``|x_t| ≈ exp(log_amplitude + slope·t)``.
+
+    Attributes:
+      slope: per step (≈ ``ln ρ``).
+      timescale: ``T = −1/slope`` (``inf`` when not decaying).
+      n_used: number of points fitted.
+      log_amplitude: the intercept ``ln A`` at ``t = 0``.
+    """
+
+    slope: jax.Array
+    timescale: jax.Array
+    n_used: jax.Array
+    log_amplitude: jax.Array
+
+
+def envelope_decay(x, *, floor: float = 1e-12, start: int = 0) -> EnvelopeFit:
+    r"""Fit ``|x_t| ∝ e^{−t/T}`` (Nakerst §5.1) through the upper envelope of ``|x|``.
+
+    The envelope (:func:`upper_envelope`) removes the zero crossings of oscillating
+    trajectories. The fit runs from ``start`` to the first step where ``|x_t| < floor``
+    (the run has reached round-off or the ε-floor of RMSProp) or the end. ``x`` has time
+    on its last axis; pass norms for vectors.
+
+    Returns an :class:`EnvelopeFit` ``(slope, timescale, n_used, log_amplitude)``: ``slope``
+    per step (≈ ``ln ρ``), ``T = −1/slope`` (``inf`` when not decaying).
+
+    >>> s, T, n, _ = envelope_decay(0.9 ** jnp.arange(50.0) * jnp.cos(2.0 * jnp.arange(50.0)))
+    >>> round(float(T), 1)                      # −1/ln 0.9 = 9.49, up to the envelope's wiggle
+    9.5
+    """
+    env, keep = upper_envelope(x, floor=floor)
+    t = jnp.arange(env.shape[-1])
+    slope, log_amp, n = _masked_log(env, keep & (t >= start))
     T = jnp.where(slope < 0, -1.0 / jnp.where(slope < 0, slope, -1.0), jnp.inf)
-    return slope, T, n
+    return EnvelopeFit(slope, T, n, log_amp)

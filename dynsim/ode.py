@@ -55,6 +55,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from dynsim import analysis
+
 PyTree = Any
 VectorField = Callable[[Any, PyTree, Any], PyTree]
 
@@ -350,14 +352,8 @@ def nakerst_critical_sigma(which, k_eta, momentum):
     >>> [round(float(nakerst_critical_sigma(w, 0.01, 0.9)), 6) for w in (9, 10, 11)]
     [10.0, 8.09975, 9.024984]
     """
-    w = _which(which)
-    if w == 9:
-        head = 2 / jnp.sqrt(k_eta)
-    elif w == 10:
-        head = -2 + 2 * jnp.sqrt(1 + 1 / k_eta)
-    else:
-        head = -1 + jnp.sqrt(1 + 4 / k_eta)
-    return head - (1 - momentum) / k_eta
+    formula = {9: analysis.sigma_star_ode12, 10: analysis.sigma_star_ode13, 11: analysis.sigma_star_ode14}
+    return formula[_which(which)](k_eta, momentum)
 
 
 def sa_critical_sigma(k_eta, momentum):
@@ -369,12 +365,12 @@ def sa_critical_sigma(k_eta, momentum):
 
     .. math::  σ^* = \frac{g - (1 - \sqrt{kη})^2}{kη} = \frac{2}{\sqrt{kη}} - \frac{1-g}{kη} - 1,
 
-    which is Nakerst's eq. (12) minus one. Same value as ``dynsim.analysis.critical_sigma``.
+    which is Nakerst's eq. (12) minus one: :func:`dynsim.analysis.critical_sigma`, which computes it.
 
     >>> round(float(sa_critical_sigma(0.01, 0.9)), 4)
     9.0
     """
-    return (momentum - (1 - jnp.sqrt(k_eta)) ** 2) / k_eta
+    return analysis.critical_sigma(k_eta, momentum)
 
 
 # ---------------------------------------------------------------------------

@@ -182,3 +182,73 @@ def test_optimal_sigma_unstable_and_bad_input():
         analysis.two_mode_optimal_sigma(0.0, 1.0, 0.9)
     s, r = analysis.optimal_sigma_spectrum(jnp.array([0.1, 1.0]), jnp.array([0.1, 0.5]), 0.9)
     assert s.shape == (2,) and r.shape == (2,)
+
+
+# --------------------------------------------------------------------------- spectra: test families, runs of the map
+
+
+def test_spectrum_family():
+    for kappa in (1.0, 7.7, 1e4):
+        two = np.asarray(analysis.spectrum_family("two-point", kappa))
+        assert two.tolist() == [1 / kappa, 1.0]
+        lu = np.asarray(analysis.spectrum_family("log-uniform", kappa))
+        assert lu[0] == 1 / kappa and lu[-1] == 1.0  # the extremes exactly, as numpy.geomspace
+        np.testing.assert_allclose(lu, np.geomspace(1 / kappa, 1.0, 50), rtol=1e-14)
+    traced = jax.jit(lambda k: analysis.spectrum_family("log-uniform", k, 5))(100.0)
+    np.testing.assert_allclose(np.asarray(traced), [0.01, 10 ** -1.5, 0.1, 10 ** -0.5, 1.0], rtol=1e-14)
+    with pytest.raises(ValueError, match="kind"):
+        analysis.spectrum_family("uniform", 10.0)
+
+
+def _simulated_rates(eig, eta, g, sigmas, steps, seed=0):
+    """Independent of analysis: run the map on a randomly rotated quadratic; exp of the
+    least-squares slope of log ‖θ_t‖ over the second half."""
+    from dynsim import cycles
+
+    L = landscapes.quadratic_nd(eig, rotation_seed=seed)
+    th0 = jnp.asarray(np.random.default_rng(seed).standard_normal(len(eig)))
+
+    def one(s):
+        th = dynsim.simulate(optim.super_accelerated(eta, g, s), L, th0, steps).theta
+        slope, _ = cycles.log_slope(jnp.linalg.norm(th, axis=-1), jnp.arange(steps + 1) >= steps // 2)
+        return jnp.exp(slope)
+
+    return np.asarray(jax.jit(jax.vmap(one))(jnp.asarray(sigmas)))
+
+
+def test_quadratic_spectrum_optimum_vs_simulation():
+    """The exact optimum is what a real run of the map on a rotated quadratic achieves, and beats σ ± δ."""
+    g = 0.9
+    eig = np.geomspace(0.01, 1.0, 20)
+    eta = 0.5
+    s, r = (float(v) for v in analysis.optimal_sigma_spectrum(jnp.asarray(eig), eta, g))
+    d = 0.1 * max(1.0, abs(s))
+    meas = _simulated_rates(eig, eta, g, np.array([s - d, s, s + d]), steps=6000)
+    assert abs(math.log(meas[1]) / math.log(r) - 1) < 5e-3
+    assert meas[1] < meas[0] and meas[1] < meas[2]
+    exact = np.asarray(analysis.spectral_radius_quadratic(jnp.asarray(eig), eta, g, jnp.array([s - d, s + d])))
+    np.testing.assert_allclose(meas[[0, 2]], exact, rtol=5e-3)
+
+
+@pytest.mark.slow
+def test_late_rate_equals_worst_mode_rate():
+    """Linear regression (Nakerst §3.2): loss − L* decays as ρ_worst^{2t} for each σ."""
+    L = landscapes.linear_regression()
+    eig = np.asarray(L.hessian_eigenvalues)
+    H = jax.hessian(L.loss)(L.minimum)  # exact: the loss is quadratic
+    eta, steps = 0.005, 3000
+
+    def excess(g, s):  # ½ δᵀHδ, δ = θ − θ*: exact far below L*
+        d = dynsim.simulate(optim.super_accelerated(eta, g, s), L, jnp.full(51, 0.2), steps).theta - L.minimum
+        return 0.5 * jnp.einsum("ti,ij,tj->t", d, H, d)
+
+    methods = ((0.9, 0.0), (0.9, 4.0), (0.9, 8.0))
+    exc = np.asarray(jax.jit(jax.vmap(excess))(jnp.array([m[0] for m in methods]), jnp.array([m[1] for m in methods])))
+    rates = []
+    for (g, s), e in zip(methods, exc):
+        meas, pred, t_a = analysis.late_rate_check(e, eig, eta, g, s)
+        assert t_a < 2200
+        assert abs(meas / pred - 1) < 1e-6
+        rates.append(meas)
+    # σ-independent to < 1%, but resolvably slower with larger σ (over-damped flattest mode)
+    assert rates[0] < rates[1] < rates[2] and abs(rates[2] / rates[0] - 1) < 1e-2

@@ -8,7 +8,6 @@ import pytest
 
 import dynsim
 from dynsim import cycles, landscapes, optim
-from dynsim.figures import landscapes2d as l2d
 
 CODE = {name: i for i, name in enumerate(cycles.CLASSES)}
 
@@ -105,7 +104,7 @@ def test_nakerst2d_two_cycle_is_a_flip_bifurcation():
     assert [cycles.CLASSES[int(c)] for c in code[2:]] == ["cycle", "cycle"]
     assert per[2:].tolist() == [2, 2]
     # σ = 7: Newton-refined 2-cycle away from θ* (paper: "oscillates between two nearby points"), attracting
-    step = jax.jit(l2d._sa_state_map(optim.super_accelerated(eta, g, 7.0), L.loss))
+    step = jax.jit(cycles.state_map(optim.super_accelerated(eta, g, 7.0), L.loss))
     x0 = jnp.concatenate([th[3, -1], th[3, -1] - th[3, -2]])
     x, res = cycles.refine_cycle(step, x0, 2)
     assert float(res) < 1e-10
@@ -134,10 +133,44 @@ def test_envelope_decay_against_damped_oscillation():
     t = np.arange(3000.0)
     rho = 0.995
     x = rho ** t * np.cos(0.3 * t + 0.2)
-    s, T, n = cycles.envelope_decay(jnp.asarray(x), floor=1e-300)
+    s, T, n, _ = cycles.envelope_decay(jnp.asarray(x), floor=1e-300)
     assert abs(float(s) / math.log(rho) - 1) < 2e-3
     # the floor truncates the fit; a late regrowth after it does not matter
     y = 0.9 ** t
     y[200:] = 0.5
-    s, T, n = cycles.envelope_decay(jnp.asarray(y), floor=1e-8)
+    s, T, n, log_a = cycles.envelope_decay(jnp.asarray(y), floor=1e-8)
     assert abs(float(s) - math.log(0.9)) < 1e-12 and int(n) == int(np.ceil(math.log(1e-8) / math.log(0.9)))
+    assert abs(float(log_a)) < 1e-10  # y_0 = 1: the fitted amplitude
+
+
+def test_envelope_fit_line_matches_numpy_polyfit():
+    """Slope and intercept of the envelope fit against numpy's least squares on the same points."""
+    t = np.arange(400.0)
+    x = 2.5 * 0.98 ** t * np.cos(0.7 * t) + 1e-3 * np.sin(3.1 * t) * 0.98 ** t
+    fit = cycles.envelope_decay(jnp.asarray(x), floor=1e-2, start=20)
+    stop = int(np.flatnonzero(np.abs(x) < 1e-2)[0])  # the first zero crossing below the floor
+    env = np.maximum.accumulate(np.abs(x[:stop])[::-1])[::-1]
+    b, a = np.polyfit(t[20:stop], np.log(env[20:]), 1)
+    assert int(fit.n_used) == stop - 20
+    np.testing.assert_allclose([float(fit.slope), float(fit.log_amplitude)], [b, a], rtol=1e-10)
+    assert float(fit.timescale) == pytest.approx(-1 / b, rel=1e-10)
+
+
+def test_upper_envelope():
+    x = jnp.array([[1.0, -0.5, 0.8, 0.1, 1e-9, 2.0], [0.3, jnp.nan, 1.0, 1.0, 1.0, 1.0]])
+    env, keep = cycles.upper_envelope(x, floor=1e-6)
+    assert keep.tolist() == [[True] * 4 + [False] * 2, [True] + [False] * 5]
+    np.testing.assert_array_equal(np.asarray(env[0, :4]), [1.0, 0.8, 0.8, 0.1])
+    assert np.all(np.isnan(np.asarray(env)[~np.asarray(keep)])) and float(env[1, 0]) == 0.3
+
+
+def test_state_map_reproduces_simulate():
+    """Iterating state_map on (θ, u) gives dynsim.simulate's θ and velocity, step for step."""
+    L = landscapes.nakerst2d()
+    rule = optim.super_accelerated(0.01, 0.9, 3.0)
+    tr = dynsim.simulate(rule, L, jnp.array([-1.0, -3.8]), 40)
+    step = jax.jit(cycles.state_map(rule, L.loss))
+    x = jnp.concatenate([tr.theta[0], jnp.zeros(2)])
+    for i in range(1, 41):
+        x = step(x)
+        np.testing.assert_allclose(np.asarray(x), np.concatenate([tr.theta[i], tr.velocity[i]]), rtol=1e-12, atol=1e-14)

@@ -16,6 +16,7 @@ flax or the training data.
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import os
 import pathlib
@@ -28,7 +29,10 @@ _MODULES = (
     "dynsim.figures.nakerst_ode",  # nakerst-fig2bc
     "dynsim.figures.wu_control",  # wu-fig2, wu-fig3, wu-fig5, wu-table1
     "dynsim.figures.training",  # nakerst-fig5, nakerst-fig6, wu-table2, wu-table3
-    "dynsim.figures.landscapes2d",  # nakerst-fig3/4/7/8, quadratic-spectrum, bu-hb-vs-nag
+    "dynsim.figures.nakerst_landscapes",  # nakerst-fig3, nakerst-fig4
+    "dynsim.figures.nakerst_adaptive",  # nakerst-fig7, nakerst-fig8, adam-sa
+    "dynsim.figures.spectrum",  # quadratic-spectrum
+    "dynsim.figures.bu_ntk",  # bu-hb-vs-nag
     "dynsim.figures.tuning",  # tune-quadratic, tune-mnist, hypergrad-chaos
 )
 
@@ -42,14 +46,27 @@ class Figure(NamedTuple):
 _REGISTRY: dict[str, Figure] = {}
 
 
-def register(name: str, description: str):
-    """Decorator registering ``fn(out, quick=False)`` as figure ``name``."""
+def register(name: str, description: str, *, x64: bool = False):
+    """Decorator registering ``fn(out, quick=False)`` as figure ``name``.
+
+    ``x64=True`` runs the whole figure in float64 (inside ``jax.enable_x64(True)``) and
+    passes ``out`` as a :class:`pathlib.Path`; the decorated function is that wrapper.
+    """
 
     def deco(fn):
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+        run = fn
+        if x64:
+            @functools.wraps(fn)
+            def run(out, quick: bool = False):
+                import jax
+
+                with jax.enable_x64(True):
+                    return fn(pathlib.Path(out), quick)
+
+        if name in _REGISTRY and getattr(_REGISTRY[name].fn, "__wrapped__", _REGISTRY[name].fn) is not fn:
             raise RuntimeError(f"figure {name!r} registered twice")
-        _REGISTRY[name] = Figure(name, fn, description)
-        return fn
+        _REGISTRY[name] = Figure(name, run, description)
+        return run
 
     return deco
 

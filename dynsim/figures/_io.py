@@ -1,8 +1,9 @@
-"""Small writers shared by every figure: config, CSV, notes, PNG."""
+"""Small writers shared by every figure: config, CSV, notes, PNG; a number format and a loss contour."""
 from __future__ import annotations
 
 import csv
 import datetime
+import functools
 import json
 import pathlib
 from typing import Any, Mapping, Sequence
@@ -80,3 +81,26 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def fmt(x, p: int = 4) -> str:
+    """``x`` to ``p`` significant digits; ``"nan"`` for None, NaN or inf."""
+    return "nan" if x is None or not np.isfinite(x) else f"{x:.{p}g}"
+
+
+@functools.lru_cache(maxsize=8)
+def _batched(loss):
+    import jax
+
+    return jax.jit(jax.vmap(loss))
+
+
+def loss_contour(ax, loss, xlim, ylim, n: int = 240) -> None:
+    """Grey contours of ``log10(L − min L + 0.01)`` of a 2-D ``loss`` on ``xlim × ylim`` (``n × n`` points)."""
+    import jax.numpy as jnp
+
+    xs = np.linspace(*xlim, n)
+    ys = np.linspace(*ylim, n)
+    X, Y = np.meshgrid(xs, ys)
+    Z = np.asarray(_batched(loss)(jnp.stack([X.ravel(), Y.ravel()], -1))).reshape(X.shape)
+    ax.contour(X, Y, np.log10(Z - Z.min() + 1e-2), levels=18, colors="0.75", linewidths=0.6)

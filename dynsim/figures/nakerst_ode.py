@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dynsim import ode
+import dynsim
+from dynsim import analysis, landscapes, ode, optim
 from dynsim.figures import _io, register
 
 K_ETA_B, G, SIGMA_B, STEPS = 0.01, 0.9, 1.0, 300
@@ -29,27 +30,9 @@ COLORS = {9: "tab:orange", 10: "tab:green", 11: "tab:red"}
 
 
 def _sa_trajectory(k_eta, g, sigma, steps):
-    """θ^(i) of eq. (5) on L = θ²/2 with lr = kη, via dynsim.simulate (numpy loop as fallback)."""
-    try:
-        import dynsim
-
-        traj = dynsim.simulate(dynsim.optim.super_accelerated(k_eta, g, sigma),
-                               lambda th: 0.5 * jnp.sum(th**2), jnp.ones(1), steps)
-        return np.asarray(traj.theta[:, 0])
-    except (AttributeError, ImportError):  # the map layer not available
-        th, m, out = 1.0, 0.0, [1.0]
-        for _ in range(steps):
-            m = g * m - k_eta * (th + sigma * m)
-            th += m
-            out.append(th)
-        return np.array(out)
-
-
-def _spectral_radius(k_eta, g, sigma):
-    b = g - k_eta * sigma
-    p = 1 + b - k_eta
-    disc = (p * p - 4 * b).astype(complex)
-    return np.maximum(np.abs((p + np.sqrt(disc)) / 2), np.abs((p - np.sqrt(disc)) / 2))
+    """θ^(i) of eq. (5) on L = θ²/2 with lr = kη, from θ₀ = 1 (dynsim.simulate)."""
+    traj = dynsim.simulate(optim.super_accelerated(k_eta, g, sigma), landscapes.quadratic(1.0), jnp.ones(1), steps)
+    return np.asarray(traj.theta[:, 0])
 
 
 @register("nakerst-fig2bc", "Nakerst Fig. 2(b,c): ODEs (9)-(11) vs the SA map; critical σ* vs kη")
@@ -60,7 +43,7 @@ def fig2bc(out: pathlib.Path, quick: bool = False) -> None:
         i = np.arange(STEPS + 1.0)
         theta = _sa_trajectory(K_ETA_B, G, SIGMA_B, STEPS)
         sub = 10  # RK4 substeps per map step
-        lam = np.roots([1, -(1 + G - K_ETA_B * SIGMA_B - K_ETA_B), G - K_ETA_B * SIGMA_B])[0]
+        lam = complex(analysis.eigenvalues(K_ETA_B, G, SIGMA_B)[0])  # of the companion matrix
         rate, freq = -np.log(abs(lam)), abs(np.angle(lam))
         xs, xs_mid, err_rows = {}, {}, []
         for w in (9, 10, 11):
@@ -87,7 +70,7 @@ def fig2bc(out: pathlib.Path, quick: bool = False) -> None:
         # brute force: σ minimising the spectral radius of the companion matrix
         k_bf = k_eta[:: (4 if quick else 10)]
         sig = np.linspace(-1.0, 40.0, 20001 if quick else 200001)
-        bf = np.array([sig[np.argmin(_spectral_radius(k, G, sig))] for k in k_bf])
+        bf = np.array([sig[np.argmin(np.asarray(analysis.spectral_radius(k, G, sig)))] for k in k_bf])
         rel = {w: np.abs(preds[w] - exact) / np.abs(exact) for w in (9, 10, 11)}
         best = np.argmin(np.stack([np.abs(preds[w] - exact) for w in (9, 10, 11)]), axis=0)
         cross = k_eta[np.argmax(best != 2)] if np.any(best != 2) else np.nan

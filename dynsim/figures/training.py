@@ -587,7 +587,7 @@ def wu_table3(out: pathlib.Path, quick: bool = False) -> None:
                        f"({str(e).splitlines()[0]}). Same protocol, easier data: the numbers are not "
                        f"comparable with the paper's, only the ordering of the optimizers is.")
         epochs, bs = 20, 32
-    # CPU budget: a conv epoch over all 50-60k images costs ~1 min per model on the shared 2-core box
+    # CPU budget: a conv epoch over all 50-60k images is too slow for a CPU run (results/bench/README.md)
     n_sub = None if quick else 20_000
     net = models.cnn((8, 16), (32,), num_classes=ds_data.num_classes)
     r, mu = 0.001, 0.5

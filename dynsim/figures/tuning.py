@@ -30,19 +30,14 @@ G = 0.9  # Nakerst's momentum
 # --------------------------------------------------------------------------- tune-quadratic
 
 
-@register("tune-quadratic", "Gradient-based σ tuning: parabola (kink at σ*), N-dim quadratic, eq. (15)")
-def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
-    with jax.enable_x64(True):
-        _tune_quadratic(pathlib.Path(out), quick)
-
-
 def _spectrum_oracle(eig, lr, mu):
     """The exact worst-mode optimum (dense grid + golden section + the modes' kinks; float64)."""
     s, r = analysis.optimal_sigma_spectrum(np.asarray(eig, float), lr, mu)
     return float(s), float(r)
 
 
-def _tune_quadratic(out: pathlib.Path, quick: bool) -> None:
+@register("tune-quadratic", "Gradient-based σ tuning: parabola (kink at σ*), N-dim quadratic, eq. (15)", x64=True)
+def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     plt = _io.pyplot()
     t0 = time.perf_counter()
     if quick:
