@@ -39,6 +39,17 @@ def _add_import_paths(paths) -> None:
             sys.path.insert(0, p)
 
 
+def _run_config(cfg, out, **kw):
+    """A landscape sweep config, or a training one (a ``[problem]`` table): ``(dataset, located)``."""
+    if "problem" in cfg:
+        from dynsim import training
+
+        return training.run_config(cfg, out, **kw), None
+    from dynsim.engine import config
+
+    return config.run_config(cfg, out, **kw)
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     """``dynsim sweep CONFIG.toml --out DIR [--set k=v] [--chunk-size N]`` or ``dynsim sweep --resume DIR``."""
     import pathlib
@@ -64,8 +75,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                              f"{stored['sweep'].get('chunk_size')} (fixed when it was started)")
         cfg = stored.get("source") or config.config_from_stored(stored)
         _add_import_paths([os.getcwd(), *cfg.get("import_paths", [])])
-        ds, located = config.run_config(cfg, out, chunk_size=stored["sweep"].get("chunk_size"),
-                                        progress=progress, resume_only=True)
+        ds, located = _run_config(cfg, out, chunk_size=stored["sweep"].get("chunk_size"), progress=progress,
+                                  resume_only=True)
     else:
         if not args.config:
             raise UsageError("give a CONFIG.toml (or --resume DIR)")
@@ -82,10 +93,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         if args.chunk_size is not None:
             started += ["--chunk-size", str(args.chunk_size)]
         text = f"# started as: {shlex.join(started)}\n{text}"
-        ds, located = config.run_config(cfg, out, chunk_size=args.chunk_size, progress=progress, source_text=text)
-    n = math.prod(ds.sizes[d] for d in ds.dims)
+        ds, located = _run_config(cfg, out, chunk_size=args.chunk_size, progress=progress, source_text=text)
     state = "complete" if ds.attrs.get("complete", True) else "INCOMPLETE"
-    print(f"sweep: {n:,} points x {ds.attrs['steps']} steps, {state} -> {out}")
+    if "problem" in cfg:
+        n = math.prod(ds.sizes[d] for d in ds.diverged.dims)
+        print(f"train: {n:,} models ({ds.attrs['model']}, {ds.attrs['optimizer']}), {state} -> {out}")
+    else:
+        n = math.prod(ds.sizes[d] for d in ds.dims)
+        print(f"sweep: {n:,} points x {ds.attrs['steps']} steps, {state} -> {out}")
     if located is not None:
         print(f"locate: {next(iter(located.data_vars.values())).size} points -> {out / 'locate.csv'}")
     return 0

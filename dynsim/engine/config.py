@@ -5,7 +5,7 @@ A config holds ``optimizer``, ``landscape``, ``grid`` and ``steps``, and optiona
 ``options`` (the metric options of :class:`dynsim.metrics.MetricConfig`, plus
 ``block_size``), ``locate`` (arguments of :func:`dynsim.locate`), ``description`` and ``import_paths`` (folders to
 import user code from; ``dynsim sweep`` adds the config's own folder and the working
-directory).
+directory), and ``problem`` (a *training* sweep: see :func:`dynsim.training.run_config`).
 User code is named by import path, ``"package.module:function"``: ``optimizer =
 "optax:adam"``, ``landscape = "mypackage.problems:beale"``. Grid entries are numbers,
 lists, or ``{linspace|geomspace|logspace|arange = [start, stop, num|step]}``.
@@ -52,8 +52,10 @@ def expand_axis(name, value):
 
 _TOP_KEYS = {
     "optimizer", "landscape", "landscape_params", "grid", "steps", "metrics", "theta0", "dtype", "seed",
-    "options", "chunk_size", "locate", "description", "import_paths",
+    "options", "chunk_size", "locate", "description", "import_paths", "problem",
 }
+#: Keys that belong to landscape sweeps only (a training config has a ``[problem]`` table instead).
+_LANDSCAPE_ONLY = {"landscape", "landscape_params", "steps", "metrics", "theta0", "options", "locate", "seed"}
 _OPTION_KEYS = set(MetricConfig._fields) | {"block_size"}
 _LOCATE_KEYS = {"over", "refine", "refine_steps", "refine_window", "tol", "boundary", "T_scan", "refine_dtype"}
 
@@ -101,7 +103,15 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> tupl
     unknown = set(cfg) - _TOP_KEYS
     if unknown:
         raise ValueError(f"config {path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_TOP_KEYS))}")
-    for need in ("optimizer", "landscape", "grid", "steps"):
+    training = "problem" in cfg
+    if training:
+        if not isinstance(cfg["problem"], Mapping):
+            raise ValueError(f"config {path}: 'problem' must be a table")
+        both = sorted(_LANDSCAPE_ONLY & set(cfg))
+        if both:
+            raise ValueError(f"config {path}: {', '.join(both)} belong to landscape sweeps; a training config "
+                             "([problem] table) gives steps, epochs, dtype... inside [problem]")
+    for need in ("optimizer", "grid") if training else ("optimizer", "landscape", "grid", "steps"):
         if need not in cfg:
             raise ValueError(f"config {path}: missing {need!r}")
     if not isinstance(cfg["grid"], Mapping):
@@ -159,6 +169,9 @@ def write_located(out: pathlib.Path, located) -> None:
 def config_from_stored(stored: Mapping) -> dict:
     """A runnable config from a store's ``config.json`` (when it holds no TOML source)."""
     s = stored["sweep"]
+    if s.get("kind") == "train":
+        raise ValueError("this training sweep was started from Python (no config file is stored with it); resume "
+                         "it by calling dynsim.train with the same arguments and out=DIR")
     not_importable = [w for w, ok in s.get("importable", {}).items() if not ok]
     if not_importable:
         raise ValueError(

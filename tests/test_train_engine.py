@@ -1,0 +1,271 @@
+"""Training sweeps on the engine: store, resume after SIGKILL, sharding, multi-process, user models, errors."""
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dynsim
+from dynsim import cli, data, models
+
+TIMELESS = ("wall_time",)  # records this run's clock: the one variable a resume changes
+
+
+def _equal(a, b, skip=TIMELESS):
+    assert set(a.data_vars) == set(b.data_vars)
+    for k in a.data_vars:
+        if k not in skip:
+            np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
+    for d in a.dims:
+        np.testing.assert_array_equal(a[d].values, b[d].values)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    d = data.load("digits")
+    return data.Dataset(d.x_train[:240], d.y_train[:240], d.x_test[:60], d.y_test[:60], "digits-240", 10)
+
+
+GRID = {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 1.0, 2.0, 4.0]}
+
+
+def test_store_equals_in_memory_and_resumes_partial_runs(tmp_path, digits):
+    kw = dict(steps=12, metrics_every=3, seeds=[0, 5], chunk_size=2, progress=False,
+              thresholds={"test_accuracy": [0.3, 0.6]})
+    mem = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, **kw)
+    assert mem.attrs["complete"] and mem.steps_to_test_accuracy.dims == ("sigma", "seed", "test_accuracy_threshold")
+    part = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, out=tmp_path / "t", _stop_after=1, **kw)
+    assert not part.attrs["complete"]
+    assert np.isnan(part.test_loss.sel(sigma=4.0).values).all()  # not run yet
+    full = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, out=tmp_path / "t", **kw)
+    assert full.attrs["complete"]
+    _equal(full, mem)
+    lines = (tmp_path / "t" / "progress.log").read_text().split()
+    assert sorted(map(int, lines)) == list(range(4))  # 8 models in chunks of 2: each once
+    # the thresholds summary is the first record reaching the value
+    from dynsim.training import steps_to_threshold
+
+    first = steps_to_threshold(mem, 0.6, "test_accuracy")
+    np.testing.assert_array_equal(mem.steps_to_test_accuracy.sel(test_accuracy_threshold=0.6).values, first.values)
+
+
+def test_two_devices_equal_one(digits):
+    """Sharding splits the batch of models; each model's computation is the same.
+
+    Equal to float rounding, not bitwise: with 4 instead of 8 models per device XLA:CPU blocks
+    the sums inside its dot kernels differently (float64: 4e-16 relative in the test loss,
+    measured). Divergence flags, which depend on the trajectory, are identical.
+    """
+    kw = dict(steps=10, metrics_every=5, seeds=[0, 1], chunk_size=8, progress=False, dtype="float64")
+    one = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, devices=1, **kw)
+    two = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, devices=2, **kw)
+    for k in ("test_loss", "train_loss", "test_accuracy", "grad_norm"):
+        np.testing.assert_allclose(one[k].values, two[k].values, rtol=1e-12, atol=0, err_msg=k)
+    np.testing.assert_array_equal(one.diverged.values, two.diverged.values)
+
+
+class Tiny(nn.Module):
+    """A user's module: a layer norm (a parameter neither kernel nor bias) and a dense layer."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], -1))
+        x = nn.LayerNorm()(nn.relu(nn.Dense(16)(x)))
+        return nn.Dense(10)(x)
+
+
+def test_custom_flax_module_with_optax_adam_matches_a_hand_written_loop(digits):
+    model = models.from_module(Tiny(), "cross_entropy", 10, name="tiny")
+    steps, lrs = 15, [1e-2, 3e-2]
+    ds = dynsim.train(model, digits, optax.adam, {"learning_rate": lrs, "b1": 0.8}, steps=steps, seeds=[3],
+                      progress=False, dtype="float64")
+    x = jnp.asarray(digits.x_train, jnp.float64)
+    y = jnp.asarray(digits.y_train)
+    for i, lr in enumerate(lrs):
+        params = model.init(3, x.shape[1:], jnp.float64)
+        tx = optax.adam(lr, b1=0.8)
+        state = tx.init(params)
+        losses = []
+
+        @jax.jit
+        def step(params, state):
+            loss, g = jax.value_and_grad(model.loss_fn)(params, x, y)
+            updates, state = tx.update(g, state, params)
+            return optax.apply_updates(params, updates), state, loss
+
+        for _ in range(steps):
+            params, state, loss = step(params, state)
+            losses.append(loss)
+        final = float(model.loss_fn(params, x, y))
+        np.testing.assert_allclose(ds.train_loss.values[i, 0, -1], final, rtol=1e-10)
+        np.testing.assert_allclose(ds.running_loss.values[i, 0, 1:], np.array(losses), rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- configs, kill and resume
+
+CONFIG = """
+optimizer = "super_accelerated"
+chunk_size = 2
+
+[problem]
+model = "nielsen_30"
+dataset = "digits"
+batch_size = 64
+epochs = 6
+seeds = [0, 1]
+train_subset = 512
+eval_on = ["test"]
+
+[grid]
+learning_rate = 0.5
+momentum = 0.9
+sigma = [0.0, 0.9, 2.0, 4.0, 8.0]
+"""
+
+
+def _kill_when(proc, log, n_lines, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists() and log.read_text().count("\n") >= n_lines:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return log.read_text().count("\n")
+        if proc.poll() is not None:
+            pytest.fail("finished before it could be killed: " + proc.stderr.read().decode()[-800:])
+        time.sleep(0.005)
+    proc.kill()
+    pytest.fail("timed out")
+
+
+@pytest.mark.slow
+def test_training_config_killed_twice_and_resumed_is_bit_identical(tmp_path):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(CONFIG)
+    d = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "dynsim", "sweep"]
+    start = subprocess.Popen(cmd + [str(cfg), "--out", str(d), "--no-progress"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    n1 = _kill_when(start, d / "progress.log", 1)
+    resume = subprocess.Popen(cmd + ["--resume", str(d), "--no-progress"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    n2 = _kill_when(resume, d / "progress.log", n1 + 2)
+    assert 1 <= n1 < n2 < 5, (n1, n2)  # 10 models in chunks of 2: two kills part-way
+    r = subprocess.run(cmd + ["--resume", str(d), "--no-progress"], env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "train: 10 models" in r.stdout
+    assert sorted(map(int, (d / "progress.log").read_text().split())) == list(range(5))  # none lost or twice
+    clean = subprocess.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert clean.returncode == 0, clean.stderr
+    _equal(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
+
+
+_MULTIHOST_WORKER = """
+import os, sys
+pid, n, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax
+jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
+from jax.experimental import multihost_utils
+import dynsim
+from dynsim import data
+d = data.load("digits")
+ds = data.Dataset(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50], "digits-200", 10)
+grid = {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 1.0, 2.0, 4.0]}
+kw = dict(steps=8, metrics_every=4, seeds=[0, 1], chunk_size=2, progress=False, out=out)
+if jax.process_index() == 0:
+    dynsim.train("nielsen_30", ds, "super_accelerated", grid, chunks=slice(0, 0), **kw)  # create the store
+multihost_utils.sync_global_devices("store created")
+dynsim.train("nielsen_30", ds, "super_accelerated", grid, chunks=slice(jax.process_index(), None, 2), **kw)
+print("devices", len(jax.devices()), len(jax.local_devices()), flush=True)
+multihost_utils.sync_global_devices("done")
+jax.distributed.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(_MULTIHOST_WORKER)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=400)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert all("devices 4 2" in log for log in logs)
+    done = [sorted(int(x) for x in (out / f"progress-{i}.log").read_text().split()) for i in range(2)]
+    assert done == [[0, 2], [1, 3]]  # disjoint chunks, each computed once
+    d = data.load("digits")
+    ds = data.Dataset(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50], "digits-200", 10)
+    one = dynsim.train("nielsen_30", ds, "super_accelerated", GRID, steps=8, metrics_every=4, seeds=[0, 1],
+                       chunk_size=2, progress=False, out=tmp_path / "one")
+    _equal(dynsim.open_result(out).load(), one)
+
+
+# --------------------------------------------------------------------------- clear errors
+
+
+def test_bad_training_input_is_one_clear_error(tmp_path, digits, capsys):
+    bad_labels = data.Dataset(digits.x_train, digits.y_train + 5, digits.x_test, digits.y_test, "shifted", 10)
+    with pytest.raises(ValueError, match=r"y_train holds labels in \[5, 14\], which do not fit"):
+        dynsim.train("nielsen_30", bad_labels, "sa", GRID, steps=2, progress=False)
+    with pytest.raises(ValueError, match="batch_size=1000 exceeds the 240 training examples"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, epochs=1, batch_size=1000, progress=False)
+    # a config naming an unknown model: one line, exit 2
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(CONFIG.replace('"nielsen_30"', '"resnet_9000"'))
+    assert cli.main(["sweep", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model='resnet_9000' is unknown" in err
+    # out holding a landscape sweep is refused and left as it was
+    land = tmp_path / "land"
+    dynsim.sweep("sa", "quadratic", {"k_eta": 0.1, "momentum": 0.9, "sigma": np.array([0.0, 1.0])}, 128, ["rate"],
+                 progress=False, out=land)
+    before = (land / "config.json").read_text()
+    with pytest.raises(ValueError, match="holds a landscape sweep, not a training sweep"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, steps=2, progress=False, out=land)
+    assert (land / "config.json").read_text() == before
+    # and a different training sweep in out is refused too
+    dynsim.train("nielsen_30", digits, "sa", GRID, steps=2, progress=False, out=tmp_path / "t2")
+    with pytest.raises(ValueError, match="holds a different sweep"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, steps=3, progress=False, out=tmp_path / "t2")
+
+
+@pytest.mark.parametrize("rule, hessian_every", [("rmsprop_sa", 2), ("super_accelerated", 0)])
+def test_record_names_match_the_program(digits, rule, hessian_every):
+    """record_names (the store's layout, known before anything runs) lists exactly what the program records."""
+    from dynsim import train_program as tp
+    from dynsim.engine.problem import resolve_optimizer
+
+    model, opt = models.get("nielsen_30"), resolve_optimizer(rule)
+    hp = {k: float(opt.defaults.get(k, 0.5)) for k in opt.params if k != "lookahead"}
+    spec = tp.ProgramSpec(model=model, optimizer=opt, hp_names=tuple(hp), static=(), full_batch=True,
+                          batch_size=240, steps_per_block=2, blocks_per_call=1, eval_train=True, eval_test=False,
+                          eval_batch=100, input_shape=(64,), dtype="float32", hessian_every=hessian_every,
+                          hessian_k=2, hessian_iters=4)
+    carry = tp.initial_carry(opt.build(**hp), tp.initial_params(model, [0], (64,), "float32"), np.float32)
+    x = digits.flatten()
+    d = (x.x_train.astype(np.float32), x.y_train, x.x_test.astype(np.float32), x.y_test)
+    out = jax.eval_shape(tp.program(spec), carry, {k: np.array([v], np.float32) for k, v in hp.items()},
+                         np.array([0], np.int32), d, np.int32(0), np.bool_(True))[1]
+    assert {k: v.shape[2:] for k, v in out.items()} == tp.record_names(spec)
