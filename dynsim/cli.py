@@ -110,6 +110,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     """``dynsim bench [--points N] [--steps S] [--repeats R] [--out FILE] [--train]``."""
     import json
 
+    from dynsim.engine import platform
+
+    platform.configure_xla_cpu()  # before JAX starts: every core a device
     if args.train:
         from dynsim import training
 
@@ -118,9 +121,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         result = training.benchmark(**kw)
         print(json.dumps(result, indent=1, default=str))
     else:
-        from dynsim.engine import platform
-
-        platform.configure_xla_cpu()  # before JAX starts: every core a device
         from dynsim import bench
 
         result = bench.run(points=args.points if args.points is not None else 1 << 18,

@@ -732,6 +732,9 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
         vm.append(n_models * steps / run(sigmas, n_models))
         seq.append(sequential_models * steps / run(sigmas[:sequential_models], 1))
     vmed, smed = float(np.median(vm)), float(np.median(seq))
+    overhead = _store_and_shard_overhead(model, dataset, sigmas, steps, n_train, n_test, repeats)
+    mm = matmul_rate()
+    flop = 6 * n_train * model.num_params((784,))
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     note = (f"{jax.devices()[0].platform.upper()} run, {os.cpu_count()} CPU cores visible"
             + (f", 1-min load average {load0:.1f} at start and {load1:.1f} at end" if load0 is not None else "")
@@ -755,7 +758,10 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
         "speedup": vmed / smed,
         "vmapped_all": vm,
         "sequential_all": seq,
-        "flop_per_model_step_estimate": 6 * n_train * model.num_params((784,)),
+        "flop_per_model_step_estimate": flop,
+        "matmul_flops_per_s": mm,
+        "fraction_of_matmul_rate": vmed * flop / mm,
+        "store_and_shard": overhead,
         "device": str(jax.devices()[0]),
         "device_kind": jax.devices()[0].device_kind,
         "platform": jax.devices()[0].platform,
@@ -766,3 +772,56 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
         "jax_version": jax.__version__,
         "dtype": "float32",
     }
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an ``n × n`` float32 matmul on the default device (median; the device's measured rate)."""
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return 2.0 * n**3 / float(np.median(times))
+
+
+def _store_and_shard_overhead(model, dataset, sigmas, steps, n_train, n_test, repeats) -> dict:
+    """Whole-call throughput at the default chunk size: in memory on one device, with the store, on all devices.
+
+    Timed around :func:`train` (compile excluded by a warm-up), so host work (writing the
+    zarr chunks, fsync'ing the log, moving results to the host) counts.
+    """
+    import shutil
+    import tempfile
+
+    kw = dict(steps=steps, metrics_every=steps, eval_on=("test",), train_subset=n_train, test_subset=n_test,
+              progress=False)
+    grid = {"learning_rate": 0.5, "momentum": 0.9, "sigma": sigmas}
+    n_all = len(jax.local_devices())
+
+    def once(devices, store):
+        tmp = tempfile.mkdtemp(prefix="dynsim-bench-")
+        try:
+            t0 = time.perf_counter()
+            ds = train(model, dataset, "super_accelerated", grid, devices=devices,
+                       out=pathlib.Path(tmp) / "o" if store else None, **kw)
+            return time.perf_counter() - t0, int(ds.attrs["chunk_size"])
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    res = {}
+    for label, devices, store in (("memory_1_device", 1, False), ("store_1_device", 1, True),
+                                  (f"memory_{n_all}_devices", n_all, False), (f"store_{n_all}_devices", n_all, True)):
+        once(devices, store)  # compile
+        runs = [once(devices, store) for _ in range(repeats)]
+        t = float(np.median([r[0] for r in runs]))
+        res[label] = {"median_s": t, "model_steps_per_s": len(sigmas) * steps / t, "chunk_size": runs[0][1]}
+    base = res["memory_1_device"]["median_s"]
+    res["store_cost"] = res["store_1_device"]["median_s"] / base - 1.0
+    res["store_and_shard_cost"] = res[f"store_{n_all}_devices"]["median_s"] / base - 1.0
+    res["note"] = ("costs relative to training in memory on one device at the default chunk size; negative = faster "
+                   "(sharding over more devices speeds training up)")
+    return res
+
