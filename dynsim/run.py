@@ -3,6 +3,10 @@ r"""Trajectories of an optimizer map: :func:`simulate`.
 The map runs inside one ``jax.lax.scan``. The function is pure, so it jits,
 vmaps over hyperparameters and initial points, and differentiates end to end
 (``jax.grad`` with respect to η, μ, σ or θ₀ goes through the whole scan).
+
+With ``hessian_every=N`` the scan also records the top Hessian eigenvalues (sharpness)
+every ``N`` steps at the look-ahead point, and for ``rmsprop_sa``/``adam_sa`` the
+preconditioned sharpness (:class:`HessianTrace`, :func:`preconditioner`).
 """
 from __future__ import annotations
 
@@ -13,12 +17,69 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dynsim import hessian as _hessian
 from dynsim.landscapes import Landscape
 from dynsim.optim import Rule, lookahead_momentum
 
 PyTree = Any
 
-__all__ = ["Trajectory", "simulate", "as_rule", "check_steps"]
+__all__ = ["Trajectory", "HessianTrace", "simulate", "as_rule", "check_steps", "preconditioner",
+           "PRECONDITIONED_RULES"]
+
+
+class HessianTrace(NamedTuple):
+    """Hessian-spectrum metrics along a trajectory, every ``hessian_every`` steps.
+
+    Attributes:
+      step: ``(R,)``, the steps recorded: ``0, N, 2N, …`` (``≤ steps``).
+      sharpness: ``(R,)``, ``λ_max`` of ``∇²L`` at the look-ahead point
+        ``φ_i = θ_i + σ_i u_{i−1}`` (where step ``i+1`` takes its gradient).
+      eigenvalues: ``(R, k)``, the top ``k`` eigenvalues there, descending.
+      residual: ``(R,)``, Lanczos residual bound of ``sharpness`` (convergence check).
+      preconditioned_sharpness: ``(R,)``, ``λ_max(P^{-1}∇²L(φ_i))`` with the rule's current
+        preconditioner (:func:`preconditioner`; NaN at step 0, before one exists), for
+        ``rmsprop_sa``/``adam_sa``; ``None`` for other rules.
+    """
+
+    step: jax.Array
+    sharpness: jax.Array
+    eigenvalues: jax.Array
+    residual: jax.Array
+    preconditioned_sharpness: jax.Array | None = None
+
+
+#: Rules with a diagonal preconditioner (:func:`preconditioner`).
+PRECONDITIONED_RULES = ("rmsprop_sa", "adam_sa")
+
+
+def preconditioner(rule: Rule, state) -> PyTree:
+    r"""The diagonal preconditioner ``P`` of an adaptive rule's *current* state (step ``−η P^{-1}·``).
+
+    * ``rmsprop_sa`` (Nakerst eq. (16)): ``P = √(r + ε)``, ε inside the root;
+    * ``adam_sa``: ``P = √v̂ + ε`` with ``v̂ = v/(1 − β₂^t)``, ``t`` the steps taken
+      (Cohen et al. 2022's ``P``; the ``(1−β₁)`` of the momentum EMA is *not* in ``P`` but in
+      :func:`dynsim.analysis.preconditioned_stability_threshold` with ``ema=True``).
+
+    ``P`` is the denominator the last step used; NaN before the first step (no second
+    moment yet). Works in both coordinate systems (the state is the same).
+    """
+    name = getattr(rule, "name", None)
+    if name not in PRECONDITIONED_RULES:
+        raise ValueError(f"preconditioner: rule {name!r} has no diagonal preconditioner "
+                         f"(only {', '.join(PRECONDITIONED_RULES)})")
+    inner = state.inner[0]  # optax.chain(scale_by_{rms,adam}_sa, scale_by_learning_rate)
+    hp = rule.hyperparams
+    started = state.count > 0
+    if name == "rmsprop_sa":
+        return jax.tree.map(
+            lambda r: jnp.where(started, jnp.sqrt(r + jnp.asarray(hp["eps"], r.dtype)), jnp.nan), inner.nu)
+
+    def adam(v):
+        c = jnp.maximum(inner.count, 1).astype(v.dtype)
+        v_hat = v / (1 - jnp.asarray(hp["b2"], v.dtype) ** c)
+        return jnp.where(started, jnp.sqrt(v_hat) + jnp.asarray(hp["eps"], v.dtype), jnp.nan)
+
+    return jax.tree.map(adam, inner.nu)
 
 
 class Trajectory(NamedTuple):
@@ -30,12 +91,14 @@ class Trajectory(NamedTuple):
       velocity: ``(steps + 1, *θ₀.shape)``, the displacement ``u_{i-1} = θ_i − θ_{i-1}``
         entering step ``i`` (Nakerst's ``m^{(i-1)}``); zero first.
       state: the rule's final state (moments, count), for continuing a run.
+      hessian: a :class:`HessianTrace` when ``simulate(..., hessian_every=N)``, else ``None``.
     """
 
     theta: PyTree
     loss: jax.Array
     velocity: PyTree
     state: Any
+    hessian: HessianTrace | None = None
 
 
 def as_rule(optimizer) -> Rule:
@@ -66,6 +129,18 @@ def check_steps(steps) -> int:
     return n
 
 
+def _check_count(name: str, v, lo: int = 0) -> int:
+    if isinstance(v, bool):
+        raise ValueError(f"{name}={v!r} must be a Python int >= {lo}")
+    try:
+        n = operator.index(v)
+    except TypeError:
+        raise ValueError(f"{name}={v!r} must be a Python int >= {lo} (it fixes shapes)") from None
+    if n < lo:
+        raise ValueError(f"{name}={v!r} must be >= {lo}")
+    return n
+
+
 def simulate(
     optimizer,
     loss_fn: Callable[[PyTree], jax.Array] | Landscape,
@@ -73,6 +148,10 @@ def simulate(
     steps: int,
     *,
     unroll: int = 1,
+    hessian_every: int = 0,
+    hessian_k: int = 1,
+    hessian_iters: int = _hessian.DEFAULT_ITERS,
+    hessian_key: jax.Array | None = None,
 ) -> Trajectory:
     r"""Run ``steps`` steps of ``optimizer`` on ``loss_fn`` from ``theta0``.
 
@@ -82,9 +161,21 @@ def simulate(
       theta0: initial point (array or pytree of arrays).
       steps: number of steps (static: it is the scan length).
       unroll: ``lax.scan`` unroll factor.
+      hessian_every: record Hessian metrics every this many steps (0: off, the default).
+        They are taken at the look-ahead point ``φ_i = θ_i + σ_i u_{i−1}``, the point whose
+        gradient drives the next step: linearising the map around the run, a perturbation
+        ``δ`` of θ evolves by ``δu_i = μδu_{i−1} − η∇²L(φ_i)(δθ_i + σδu_{i−1})``, so
+        ``∇²L(φ_i)`` is the curvature that
+        :func:`dynsim.analysis.stability_threshold` bounds (φ = θ for σ = 0).
+      hessian_k: how many top eigenvalues to record.
+      hessian_iters: Lanczos steps (= Hessian-vector products) per record
+        (:func:`dynsim.hessian.lanczos_top_k`; clipped to the dimension, exact there).
+      hessian_key: PRNG key of the Lanczos start vectors (default ``PRNGKey(0)``; record
+        ``j`` uses ``fold_in(key, j)``).
 
     Returns:
-      A :class:`Trajectory` in the paper's coordinates, θ₀ first.
+      A :class:`Trajectory` in the paper's coordinates, θ₀ first (with a
+      :class:`HessianTrace` in ``hessian`` when ``hessian_every > 0``).
 
     >>> import jax, jax.numpy as jnp, dynsim
     >>> run = jax.jit(lambda s: dynsim.simulate(dynsim.optim.super_accelerated(0.1, 0.9, s),
@@ -102,6 +193,10 @@ def simulate(
     if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
         raise ValueError("theta0 must be a non-empty array (or pytree of arrays) of floats")
     grad_fn = jax.grad(loss)
+    every = _check_count("hessian_every", hessian_every)
+    if every:
+        return _simulate_with_hessian(rule, loss, theta0, n, unroll, every, hessian_k, hessian_iters,
+                                      hessian_key)
 
     def body(carry, _):
         theta, state = carry
@@ -118,4 +213,58 @@ def simulate(
         loss=cat(jnp.asarray(loss(theta0)), losses),
         velocity=jax.tree.map(cat, state0.velocity, vels),
         state=state,
+    )
+
+
+def _simulate_with_hessian(rule, loss, theta0, n, unroll, every, k, iters, key):
+    """:func:`simulate` plus Hessian metrics every ``every`` steps (a ``lax.cond`` on the step
+    number, which no ``vmap`` batches: off-record steps cost nothing)."""
+    grad_fn = jax.grad(loss)
+    key = jax.random.PRNGKey(0) if key is None else key
+    pre = getattr(rule, "name", None) in PRECONDITIONED_RULES
+    dim = sum(x.size for x in jax.tree.leaves(theta0))
+    iters = _check_count("hessian_iters", iters, 1)
+    k = _check_count("hessian_k", k, 1)
+    if k > min(iters, dim):
+        raise ValueError(f"hessian_k={k} must be <= min(hessian_iters, dim) = {min(iters, dim)}")
+    dtype = jax.tree.leaves(theta0)[0].dtype
+
+    def measure(theta, state, record):
+        phi = rule.lookahead_point(theta, state)
+        kk = jax.random.fold_in(key, record)
+        mv = lambda v: _hessian.hvp(loss, phi, v)  # noqa: E731
+        res = _hessian.lanczos_top_k(mv, phi, k, iters, kk)
+        out = (res.eigenvalues[0], res.eigenvalues, res.residuals[0])
+        if pre:
+            pmv = _hessian.preconditioned_matvec(mv, preconditioner(rule, state))
+            ps = _hessian.lanczos_top_k(pmv, phi, 1, iters, jax.random.fold_in(kk, 1)).eigenvalues[0]
+            out = out + (ps,)
+        return jax.tree.map(lambda a: a.astype(dtype), out)
+
+    def skip(theta, state, record):
+        nan = jnp.full((), jnp.nan, dtype)
+        out = (nan, jnp.full((k,), jnp.nan, dtype), nan)
+        return out + ((nan,) if pre else ())
+
+    def body(carry, i):
+        theta, state = carry
+        theta, state = rule.map_step(grad_fn, theta, state)
+        h = jax.lax.cond(i % every == 0, measure, skip, theta, state, i // every)
+        return (theta, state), (theta, state.velocity, loss(theta), h)
+
+    state0 = rule.map_init(theta0)
+    h0 = measure(theta0, state0, 0)
+    (_, state), (thetas, vels, losses, hs) = jax.lax.scan(
+        body, (theta0, state0), jnp.arange(1, n + 1), unroll=unroll
+    )
+    cat = lambda first, rest: jnp.concatenate([first[None], rest], axis=0)
+    rec = jnp.arange(0, n + 1, every)
+    hs = jax.tree.map(lambda a, b: cat(a, b)[rec], h0, hs)
+    trace = HessianTrace(rec, hs[0], hs[1], hs[2], hs[3] if pre else None)
+    return Trajectory(
+        theta=jax.tree.map(cat, theta0, thetas),
+        loss=cat(jnp.asarray(loss(theta0)), losses),
+        velocity=jax.tree.map(cat, state0.velocity, vels),
+        state=state,
+        hessian=trace,
     )
