@@ -3,7 +3,7 @@ r"""Nakerst et al. Figs. 1 and 2(a): the timescale T and the optimal σ* on ``L 
 ``nakerst-fig1``
     (a) T versus σ at several kη (g = 0.9), from a :func:`dynsim.sweep` of the
     super-accelerated map (eq. 4) over (kη, σ); (b) σ* versus kη: located by
-    :func:`dynsim.sweep.locate` (argmin of the asymptotic contraction ρ), the exact
+    :func:`dynsim.locate` (argmin of the asymptotic contraction ρ), the exact
     :func:`dynsim.analysis.critical_sigma`, and the ODE estimates eqs. (12)-(14).
 ``nakerst-fig2a``
     under-, critically and over-damped trajectories at kη = 0.01 (g = 0.9) from
