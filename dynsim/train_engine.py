@@ -3,7 +3,8 @@ r"""Training sweeps on the sweep engine: chunks of models, sharded, stored, resu
 A training sweep is a grid ``(*hyperparameter axes, seed)`` of *models*. It is cut into
 chunks exactly as a landscape sweep is (:mod:`dynsim.engine.layout`: rectangular blocks of
 the grid, so each chunk is one zarr region), each chunk's models are split over the local
-devices along a 1-D ``Mesh`` (axis ``"models"``; the data are replicated), and each chunk's
+devices along a 1-D ``Mesh`` (axis ``"models"``; the data are replicated on each device, or
+streamed to it: :mod:`dynsim.train_stream`), and each chunk's
 curves and per-model summaries are written to the store (:mod:`dynsim.engine.store`) as
 soon as it finishes, then logged. A sweep killed at any moment resumes where it stopped
 (no chunk lost, none repeated) and gives the same store as an uninterrupted run, bit for

@@ -5,7 +5,9 @@ function from array hyperparameters, so a whole grid shares one XLA program. One
 ``blocks_per_call`` blocks of ``steps_per_block`` steps and records the metrics after each
 block (full-batch: a call is one record; minibatch: a call is one epoch). This module holds
 the program and what it needs (evaluation, minibatch order, initial state, a memory
-estimate); :mod:`dynsim.training` validates arguments and drives it through the engine.
+estimate), and its streamed counterpart (:func:`stream_programs`: the same steps, the data
+sent by the host; :mod:`dynsim.train_stream` drives it); :mod:`dynsim.training` validates
+arguments and drives both through the engine.
 See :func:`dynsim.train` for the coordinates, divergence handling and seeds.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ import dataclasses
 import functools
 import math
 import time
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,16 +31,20 @@ from dynsim.run import PRECONDITIONED_RULES, preconditioner
 
 PyTree = Any
 
-__all__ = ["ProgramSpec", "program", "compiled", "compile_count", "clear_cache", "evaluate", "epoch_batches",
-           "initial_params", "initial_carry", "bytes_per_model", "check_int", "record_names"]
+__all__ = ["ProgramSpec", "program", "stream_programs", "seed_batches", "compiled", "compile_count", "clear_cache",
+           "evaluate", "epoch_batches", "initial_params", "initial_carry", "bytes_per_model", "check_int",
+           "record_names"]
 
 #: Training programs traced by this module (a trace happens exactly when jit compiles).
 _COMPILES: collections.Counter = collections.Counter()
 
 
 def compile_count() -> int:
-    """How many training programs this process has traced (= compiled: jit caches traces)."""
-    return _COMPILES["block"]
+    """How many training programs this process has traced (= compiled: jit caches traces).
+
+    Counts :func:`program` and the pieces of :func:`stream_programs` (one per shape).
+    """
+    return sum(_COMPILES.values())
 
 
 def record_names(spec: "ProgramSpec") -> dict[str, tuple[int, ...]]:
@@ -162,6 +168,42 @@ def initial_carry(rule, params, dtype) -> dict:
     }
 
 
+def _train_step(spec: ProgramSpec, rule):
+    """One optimizer step of one model on the batch ``(xb, yb)``: ``(carry, (loss, accuracy))``.
+
+    Shared by the replicated :func:`program` and the streamed :func:`stream_programs`, so
+    both run literally the same computation per step.
+    """
+    model = spec.model
+    dtype = jnp.dtype(spec.dtype)
+
+    def loss_and_correct(params, xb, yb):
+        out = model.apply(params, xb)
+        return model.loss_from_outputs(out, yb), jnp.mean(jnp.argmax(out, -1) == yb)
+
+    def step(c, xb, yb):
+        params, state = c["params"], c["opt_state"]
+        (loss, acc), g = jax.value_and_grad(loss_and_correct, has_aux=True)(params, xb, yb)
+        updates, new_state = rule.update(g, state, params)
+        new_params = optax.apply_updates(params, updates)
+        gnorm = optax.tree.norm(g)
+        ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(new_params))
+        div = c["diverged"] | ~ok
+        keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(div, old, new))
+        step_no = c["step"] + 1
+        new_c = {
+            "params": keep(new_params, params),
+            "opt_state": keep(new_state, state),
+            "diverged": div,
+            "diverged_at": jnp.where(div & ~c["diverged"], step_no, c["diverged_at"]),
+            "grad_norm": jnp.where(div, jnp.nan, gnorm).astype(dtype),
+            "step": step_no,
+        }
+        return new_c, (loss.astype(dtype), acc.astype(dtype))
+
+    return step
+
+
 @functools.lru_cache(maxsize=32)
 def program(spec: ProgramSpec):
     """The one jitted training program, vmapped over the model axis. Cached per spec.
@@ -174,35 +216,14 @@ def program(spec: ProgramSpec):
     model = spec.model
     dtype = jnp.dtype(spec.dtype)
 
-    def loss_and_correct(params, xb, yb):
-        out = model.apply(params, xb)
-        return model.loss_from_outputs(out, yb), jnp.mean(jnp.argmax(out, -1) == yb)
-
     def one_model(carry, hp, seed, data, call_index, do_steps):
         _COMPILES["block"] += 1  # runs at trace time only
         rule = spec.optimizer.build(**hp, **dict(spec.static))  # hp values are tracers: one program
         x, y = data[0], data[1]
+        train_step = _train_step(spec, rule)
 
         def step(c, idx):
-            params, state = c["params"], c["opt_state"]
-            xb, yb = (x, y) if spec.full_batch else (x[idx], y[idx])
-            (loss, acc), g = jax.value_and_grad(loss_and_correct, has_aux=True)(params, xb, yb)
-            updates, new_state = rule.update(g, state, params)
-            new_params = optax.apply_updates(params, updates)
-            gnorm = optax.tree.norm(g)
-            ok = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.tree.norm(new_params))
-            div = c["diverged"] | ~ok
-            keep = functools.partial(jax.tree.map, lambda new, old: jnp.where(div, old, new))
-            step_no = c["step"] + 1
-            new_c = {
-                "params": keep(new_params, params),
-                "opt_state": keep(new_state, state),
-                "diverged": div,
-                "diverged_at": jnp.where(div & ~c["diverged"], step_no, c["diverged_at"]),
-                "grad_norm": jnp.where(div, jnp.nan, gnorm).astype(dtype),
-                "step": step_no,
-            }
-            return new_c, (loss.astype(dtype), acc.astype(dtype))
+            return train_step(c, *((x, y) if spec.full_batch else (x[idx], y[idx])))
 
         if spec.full_batch:
             idx = jnp.zeros((spec.blocks_per_call, spec.steps_per_block, 0), jnp.int32)
@@ -284,9 +305,114 @@ def program(spec: ProgramSpec):
     return jax.jit(jax.vmap(one_model, in_axes=(0, 0, 0, None, None, None)), donate_argnums=0)
 
 
+class StreamPrograms(NamedTuple):
+    """The compiled pieces of a streamed run (:func:`stream_programs`)."""
+
+    segment: Any
+    metrics: Any
+    record: Any
+
+
+@functools.lru_cache(maxsize=32)
+def stream_programs(spec: ProgramSpec, sizes: tuple[tuple[str, int], ...]) -> StreamPrograms:
+    """The streamed counterpart of :func:`program`: the data come from the host, call by call.
+
+    :func:`program` holds the whole dataset on the device and draws minibatches and eval
+    batches from it; here the host sends only what the next call needs, so the device never
+    holds more than a few batches. The three jitted functions, vmapped over models, run the
+    same per-step computation (:func:`_train_step`) and combine the evaluation sums in the
+    same order as :func:`program`, so a streamed run equals a replicated one:
+
+    * ``segment(carry, hp, slot, xs, ys, losses, accs, offset) -> (carry, losses, accs, done)``:
+      ``xs.shape[1]`` optimizer steps; model ``m``'s ``k``-th step uses the minibatch
+      ``xs[slot[m], k]`` (``xs``: ``(slots, steps, batch_size, *input)``, one slot per
+      distinct seed of the chunk, replicated on the mesh). The steps' minibatch losses and
+      accuracies are written into the block's ``(steps_per_block, models)`` buffers
+      ``losses``/``accs`` (donated) from row ``offset`` on: the layout :func:`program`'s
+      scan gives them, so their block means reduce alike. ``done`` (the last step's
+      losses, never donated) tells the host when the segment has finished.
+    * ``metrics(carry, hp, xb, yb) -> (loss_sum, correct)``, each ``(models,)``: sums over one
+      evaluation batch at the paper's θ (:meth:`dynsim.models.Model.metrics`).
+    * ``record(carry, losses, accs, evals) -> {curve: (models,)}``: one record -- the
+      block's running loss/accuracy from the filled buffers (``None`` for the step-0
+      record: NaN), and ``{train,test}_{loss,accuracy}`` from
+      ``evals[name] = (loss_sums, corrects, remainder)``: tuples with one ``(models,)`` array
+      per full eval batch, and the remainder batch's pair (or ``None``), summed exactly as
+      :func:`evaluate` sums them.
+
+    ``sizes`` holds ``(("train", n_train), ("test", n_test))``: the means' denominators.
+    """
+    model = spec.model
+    dtype = jnp.dtype(spec.dtype)
+    n_of = dict(sizes)
+
+    def build(hp):
+        return spec.optimizer.build(**hp, **dict(spec.static))
+
+    def segment_one(carry, hp, slot, xs, ys):
+        _COMPILES["stream_segment"] += 1  # trace time only
+        train_step = _train_step(spec, build(hp))
+        # index inside the step (not xs[slot] up front): no per-model copy of the segment
+        return jax.lax.scan(lambda c, k: train_step(c, xs[slot, k], ys[slot, k]), carry, jnp.arange(xs.shape[1]))
+
+    def metrics_one(carry, hp, xb, yb):
+        _COMPILES["stream_metrics"] += 1
+        theta = build(hp).to_paper(carry["params"], carry["opt_state"])  # report the paper's θ
+        return model.metrics(theta, xb, yb)
+
+    def record_one(c, losses, accs, evals):
+        nan = jnp.asarray(jnp.nan, dtype)
+        out = {}
+        for name, on in (("train", spec.eval_train), ("test", spec.eval_test)):
+            if on:  # as evaluate(): sum over the full batches, then the remainder, then / n
+                loss_sums, correct, rem = evals[name]
+                loss_sum, ncorrect = jnp.sum(loss_sums), jnp.sum(correct)
+                if rem is not None:
+                    loss_sum, ncorrect = loss_sum + rem[0], ncorrect + rem[1]
+                n = n_of[name]
+                out[f"{name}_loss"] = jnp.where(c["diverged"], nan, loss_sum / n)
+                out[f"{name}_accuracy"] = jnp.where(c["diverged"], nan, ncorrect.astype(loss_sum.dtype) / n)
+        out["grad_norm"] = c["grad_norm"]
+        run_loss, run_acc = (nan, nan) if losses is None else (jnp.mean(losses), jnp.mean(accs))
+        out["running_loss"] = jnp.where(c["diverged"], nan, run_loss)
+        out["running_accuracy"] = jnp.where(c["diverged"], nan, run_acc)
+        return out
+
+    def record(carry, losses, accs, evals):
+        _COMPILES["stream_record"] += 1
+        # stack to (batches, models) and map the models along axis 1: the per-model sums then
+        # reduce the same (n, models) layout that program's scans and lax.map produce
+        ev = {k: (jnp.stack(ls), jnp.stack(cs), rem) for k, (ls, cs, rem) in evals.items()}
+        ev_axes = {k: (1, 1, None if rem is None else 0) for k, (ls, cs, rem) in evals.items()}
+        run_axis = None if losses is None else 1
+        return jax.vmap(record_one, in_axes=(0, run_axis, run_axis, ev_axes))(carry, losses, accs, ev)
+
+    segment_all = jax.vmap(segment_one, in_axes=(0, 0, 0, None, None), out_axes=(0, 1))
+
+    def segment(carry, hp, slot, xs, ys, losses, accs, offset):
+        # written into whole-block buffers, not concatenated at the record: XLA rewrites a
+        # reduction of a concatenation as a sum of reductions, which rounds differently
+        carry, (seg_losses, seg_accs) = segment_all(carry, hp, slot, xs, ys)
+        put = lambda buf, v: jax.lax.dynamic_update_slice(buf, v, (offset, jnp.zeros_like(offset)))  # noqa: E731
+        return carry, put(losses, seg_losses), put(accs, seg_accs), seg_losses[-1]
+
+    return StreamPrograms(
+        segment=jax.jit(segment, donate_argnums=(0, 5, 6)),
+        metrics=jax.jit(jax.vmap(metrics_one, in_axes=(0, 0, None, None))),
+        record=jax.jit(record),
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def seed_batches(seeds, epoch, n_train: int, steps_per_epoch: int, batch_size: int):
+    """``(len(seeds), steps_per_epoch, batch_size)``: :func:`program`'s minibatch indices for each seed."""
+    return jax.vmap(lambda s: _epoch_indices(_shuffle_key(s), epoch, n_train, steps_per_epoch, batch_size))(seeds)
+
+
 def clear_cache() -> None:
     """Forget compiled programs (tests use it to count compilations from scratch)."""
     program.cache_clear()
+    stream_programs.cache_clear()
     _EXECUTABLES.clear()
 
 

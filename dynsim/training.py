@@ -7,9 +7,30 @@ optax factory (``optax.adam``; its θ is its parameters). The rule is built insi
 vmapped function from array hyperparameters, so a whole grid of (η, μ, σ, ...) × seeds
 shares one XLA program (:mod:`dynsim.train_program`). The models run through the sweep
 engine (:mod:`dynsim.train_engine`): chunks sized to device memory, each sharded over
-the local devices (data replicated), written to a zarr store as it finishes (``out=``),
-resumable after any kill, and split over ``jax.distributed`` processes like landscape
-sweeps.
+the local devices, written to a zarr store as it finishes (``out=``), resumable after any
+kill, and split over ``jax.distributed`` processes like landscape sweeps.
+
+**Data placement.** ``data_placement="replicate"`` copies the whole dataset (train and test)
+to every device once; the program draws its minibatches and evaluation batches there. It
+needs the data to fit ``memory_fraction`` of a device's memory. ``"stream"``
+(:mod:`dynsim.train_stream`, minibatch training only) keeps the data on the host: each call
+(epoch) is cut into segments of at most ``metrics_every`` steps, and before each segment the
+host gathers the segment's minibatches for every distinct seed of the chunk (models share
+their seed's minibatches) and transfers them -- ``slots × steps × batch_size`` examples, sized
+to half the budget, the next one in flight while the current one computes; at each record
+the evaluated sets are transferred in batches of ``eval_batch``. That is the cost: per epoch
+and chunk, ``n_seeds_in_chunk × n_train`` examples, plus one pass over the evaluated sets per
+record (``eval_on=("test",)`` avoids re-sending the training set). Every model still sees
+exactly its :func:`epoch_batches`, and the steps are the replicated program's own
+(:func:`dynsim.train_program.stream_programs`): trajectories, gradient norms, running losses
+and accuracies are bit for bit those of ``"replicate"``; the train/test *losses* are too when
+each set is one evaluation batch, else equal to float rounding (XLA rounds the per-batch sums
+of the replicated program's evaluation loop differently). ``"auto"`` (the default)
+replicates when the data fit the budget -- unchanged from before the option existed -- and
+streams otherwise. Full-batch training (``batch_size=None``) and Hessian metrics
+(``hessian_every > 0``, whose Lanczos HVPs run over the whole training loss inside the
+program) need the data on the device: with data that do not fit they are refused with a
+ValueError naming the way out (``batch_size``, ``train_subset``, ``memory_fraction``).
 
 **Coordinates.** The optax parameters are the rule's reparametrised
 :math:`\Theta_i = \theta_i + \sigma u_{i-1}` (the gradient at Θ is the look-ahead
@@ -69,6 +90,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynsim import hessian as hessian_mod
+from dynsim import train_stream
 from dynsim.engine import platform as _platform
 from dynsim.engine.plan import as_axis, jsonable
 from dynsim.engine.problem import OptimizerSpec, import_object, jaxpr_digest, resolve_optimizer
@@ -91,10 +113,13 @@ __all__ = [
     "clear_cache",
     "epoch_batches",
     "EVAL_SETS",
+    "DATA_PLACEMENTS",
     "PROBLEM_KEYS",
 ]
 
 EVAL_SETS = ("train", "test")
+#: Values of ``data_placement`` (:func:`train`).
+DATA_PLACEMENTS = ("auto", "replicate", "stream")
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -251,6 +276,30 @@ def _prepare_data(model: Model, dataset, train_subset, test_subset):
     return dataset.name, xtr, np.asarray(ytr, np.int32), xte, np.asarray(yte, np.int32)
 
 
+def _placement(data_placement, data_bytes, budget, name, memory_fraction, batch_size, hessian_every) -> str:
+    """``"replicate"`` or ``"stream"``; a clear ValueError for what cannot be streamed."""
+    fits = data_bytes <= budget
+    size = (f"dataset {name!r} ({data_bytes / 2**20:.3g} MiB) does not fit memory_fraction={memory_fraction} "
+            f"of the device ({budget / 2**20:.3g} MiB)")
+    if data_placement == "replicate" and not fits:
+        raise ValueError(f"{size}: with data_placement='replicate' the data are replicated on every device; use "
+                         "train_subset/test_subset, raise memory_fraction, or stream minibatches "
+                         "(data_placement='stream' or 'auto', with batch_size)")
+    if data_placement == "replicate" or (data_placement == "auto" and fits):
+        return "replicate"
+    why = "was asked for" if data_placement == "stream" else f"is needed: the {size}"
+    if batch_size is None:
+        raise ValueError(f"data_placement='stream' {why}, but full-batch training (batch_size=None) needs the whole "
+                         "training set on every device at every step, so only minibatches are streamed; give "
+                         "batch_size, or use train_subset/test_subset or a larger memory_fraction to replicate")
+    if hessian_every:
+        raise ValueError(f"data_placement='stream' {why}, but hessian_every={hessian_every} needs the training set "
+                         "on every device (each Hessian record runs hessian_iters Hessian-vector products over the "
+                         "full training loss inside the program); set hessian_every=0, or use train_subset or a "
+                         "larger memory_fraction to replicate")
+    return "stream"
+
+
 def _data_digest(*arrays) -> str:
     """sha256 of the training and test arrays: a resume must see the same data."""
     h = hashlib.sha256()
@@ -309,6 +358,7 @@ def train(
     test_subset: int | None = None,
     chunk_size: int | None = None,
     memory_fraction: float = 0.25,
+    data_placement: str = "auto",
     eval_batch: int = 10_000,
     dtype: str = "float32",
     progress: bool = True,
@@ -348,6 +398,18 @@ def train(
       train_subset, test_subset: use only the first ``n`` examples.
       chunk_size: models per chunk, one compiled call sharded over the devices (default: as
         many as fit in ``memory_fraction`` of device memory, by a rough activation estimate).
+      memory_fraction: share of one device's memory (host RAM on CPU) the data and a chunk's
+        models may use.
+      data_placement: ``"replicate"`` (the whole dataset on every device, once),
+        ``"stream"`` (minibatch training only: the host sends each segment of minibatches for
+        the chunk's seeds, at most ``metrics_every`` steps of them, and the evaluated sets in
+        batches of ``eval_batch`` at each record -- a host→device transfer of about
+        ``seeds_in_chunk × n_train`` examples per epoch and chunk, plus one pass over the
+        evaluated sets per record; no Hessian metrics) or ``"auto"`` (default: replicate when
+        the data fit ``memory_fraction`` of a device, else stream). Full-batch runs whose data
+        do not fit are refused (use ``batch_size`` or ``train_subset``). Streaming gives the
+        replicated numbers: see the module docstring. The choice is in
+        ``attrs["data_placement"]`` (and, when streaming, in the stored config).
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
       hessian_every: record Hessian-spectrum metrics every this many steps (a multiple of
         ``metrics_every``; 0 = off, the default). See the module docstring: full training
@@ -372,7 +434,8 @@ def train(
       (mean over the steps since the previous record of the minibatch loss/accuracy at
       the gradient point Θ -- what Keras prints), ``grad_norm``, ``wall_time`` (seconds
       since the model's chunk started, compile excluded; shared by the chunk); per model
-      ``diverged``, ``diverged_at`` (step, −1 if never). Attributes record the setup;
+      ``diverged``, ``diverged_at`` (step, −1 if never). Attributes record the setup
+      (``data_placement``; when streaming ``stream_steps_per_transfer``, ``stream_slots``);
       ``attrs["complete"]`` tells whether every chunk ran.
       With ``hessian_every``: ``sharpness`` (top eigenvalue), ``sharpness_residual``
       (its Lanczos residual bound), ``hessian_eigenvalues`` (extra dim ``eig``, 0 = top)
@@ -410,6 +473,8 @@ def train(
         raise ValueError(f"hessian_at={hessian_at!r} must be 'lookahead' or 'theta'")
     if not 0 < memory_fraction <= 1:
         raise ValueError(f"memory_fraction={memory_fraction!r} must be in (0, 1]")
+    if data_placement not in DATA_PLACEMENTS:
+        raise ValueError(f"data_placement={data_placement!r} must be one of {', '.join(map(repr, DATA_PLACEMENTS))}")
 
     name, xtr, ytr, xte, yte = _prepare_data(model, dataset, train_subset, test_subset)
     n_train = len(xtr)
@@ -454,13 +519,17 @@ def train(
     np_dtype = np.dtype(dtype)
     data_bytes = sum(np.asarray(a).nbytes for a in (xtr, ytr, xte, yte)) * (np_dtype.itemsize / 4)
     budget = memory_fraction * _platform.device_memory_bytes()
-    if data_bytes > budget:
-        raise ValueError(f"dataset {name!r} ({data_bytes / 2**20:.0f} MiB) does not fit memory_fraction="
-                         f"{memory_fraction} of the device ({budget / 2**20:.0f} MiB): the data are replicated on "
-                         "every device; use train_subset/test_subset or raise memory_fraction")
+    placement = _placement(data_placement, data_bytes, budget, name, memory_fraction, batch_size, hessian_every)
+    # streamed: half the budget for the transfers in flight, half for the models
+    share = budget / 2 if placement == "stream" else 0.0
     if chunk_size is None:
-        chunk_size = max(1, min(n_models, int((budget - data_bytes) // max(1, bytes_per_model(spec, n_train)))))
+        room = budget - share if placement == "stream" else budget - data_bytes
+        chunk_size = max(1, min(n_models, int(room // max(1, bytes_per_model(spec, n_train)))))
     chunk_size = min(check_int("chunk_size", chunk_size), n_models)
+    if placement == "stream":
+        n_slots = min(len(seed_list), chunk_size)  # distinct seeds a chunk can hold
+        n_eval = max([n for n, on in ((n_train, spec.eval_train), (len(xte), spec.eval_test)) if on], default=0)
+        seg = train_stream.segment_steps(spec, n_eval, n_slots, share)
     thresholds = {k: [float(t) for t in np.atleast_1d(v)] for k, v in (thresholds or {}).items()}
 
     # model m = (point m // n_seeds, seed m % n_seeds): C order over (*grid dims, seed)
@@ -513,6 +582,9 @@ def train(
                                     "at": hessian_at} if hessian_every else None,
         "thresholds": thresholds, "chunk_size": chunk_size,
     }
+    if placement == "stream":
+        # only when streaming: stores written before data_placement existed (replicated) stay resumable
+        config["data_placement"] = placement
     attrs = {
         "model": model.name,
         "loss": model.loss if isinstance(model.loss, str) else getattr(model.loss, "__name__", "custom"),
@@ -527,6 +599,7 @@ def train(
         "metrics_every": spb,
         "dtype": dtype,
         "chunk_size": chunk_size,
+        "data_placement": placement,
         "device": str(jax.devices()[0]),
         "coordinates": "metrics at the paper's theta = rule.to_paper(params, state)",
         "grad_norm": "norm of the last gradient used (at the look-ahead point, last minibatch)",
@@ -540,32 +613,48 @@ def train(
                         + ("look-ahead point (optax params)" if hessian_at == "lookahead" else "paper's theta")
                         + f", Lanczos with {hessian_iters} HVPs, every {hessian_every} steps"),
         })
+    if placement == "stream":
+        attrs.update({
+            "stream_steps_per_transfer": seg,
+            "stream_slots": n_slots,
+            "data_transfer": (f"per call (epoch), host->device: each segment of <= {seg} steps sends the "
+                              f"minibatches of the chunk's <= {n_slots} seeds; each record sends the evaluated "
+                              f"sets in batches of {eval_batch}"),
+        })
     compile_s = [0.0]
     placed: dict = {}
 
     def run_chunk(start, n_valid, n_padded, sharding, tick):
         take = np.minimum(np.arange(start, start + n_padded), start + n_valid - 1)  # pad with the last model
-        key = str(sharding)
-        if key not in placed:  # the data, replicated on every device of the mesh
-            rep = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
-            placed.clear()
-            placed[key] = jax.device_put(host_data, rep)
-        data = placed[key]
+        rep = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())  # a copy on every device
         put = lambda t: jax.device_put(t, sharding)  # noqa: E731
         hp = put({k: v[take] for k, v in hp_all.items()})
-        sd = put(seed_all[take])
         carry = put(initial_carry(rule0, jax.tree.map(lambda a: a[seed_idx_all[take]], params_by_seed), np_dtype))
-        exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
-        compile_s[0] += dt
-        carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
-        recs = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
-        t0 = time.perf_counter()
-        wall = [0.0]
-        for i in range(n_calls):
-            carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
-            recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
-            wall += [time.perf_counter() - t0] * bpc
-            tick(1.0 / n_calls)
+        if placement == "stream":
+            distinct = np.unique(seed_idx_all[take])  # the chunk's seeds: one slot of minibatches each
+            slot = put(np.searchsorted(distinct, seed_idx_all[take]).astype(np.int32))
+            carry, recs, wall, dt = train_stream.run_chunk(spec, seg, carry, hp, slot, np.array(seed_list)[distinct],
+                                                           n_slots, host_data, n_calls, rep, tick)
+            compile_s[0] += dt
+            wall = [0.0] + wall
+        else:
+            key = str(sharding)
+            if key not in placed:  # the data, replicated on every device of the mesh
+                placed.clear()
+                placed[key] = jax.device_put(host_data, rep)
+            data = placed[key]
+            sd = put(seed_all[take])
+            exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
+            compile_s[0] += dt
+            carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
+            recs = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
+            t0 = time.perf_counter()
+            wall = [0.0]
+            for i in range(n_calls):
+                carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
+                recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
+                wall += [time.perf_counter() - t0] * bpc
+                tick(1.0 / n_calls)
         values = {k: np.concatenate([r[k] for r in recs], axis=1)[:n_valid] for k in recs[0]}
         values["wall_time"] = np.broadcast_to(np.array(wall), (n_valid, n_rec))
         values["diverged"] = np.asarray(carry["diverged"])[:n_valid]
@@ -590,8 +679,8 @@ def train(
 
 #: Keys of a training config's ``[problem]`` table.
 PROBLEM_KEYS = {"model", "dataset", "steps", "epochs", "batch_size", "seeds", "metrics_every", "eval_on",
-                "train_subset", "test_subset", "eval_batch", "dtype", "memory_fraction", "hessian_every",
-                "hessian_k", "hessian_iters", "hessian_at", "thresholds"}
+                "train_subset", "test_subset", "eval_batch", "dtype", "memory_fraction", "data_placement",
+                "hessian_every", "hessian_k", "hessian_iters", "hessian_at", "thresholds"}
 
 
 def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source_text=None, resume_only=False,

@@ -173,8 +173,8 @@ def test_training_config_killed_twice_and_resumed_is_bit_identical(tmp_path):
 
 
 _MULTIHOST_WORKER = """
-import os, sys
-pid, n, port, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+import json, os, sys
+pid, n, port, out, extra = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], json.loads(sys.argv[5])
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 import jax
 jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=n, process_id=pid)
@@ -184,7 +184,7 @@ from dynsim import data
 d = data.load("digits")
 ds = data.Dataset(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50], "digits-200", 10)
 grid = {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 1.0, 2.0, 4.0]}
-kw = dict(steps=8, metrics_every=4, seeds=[0, 1], chunk_size=2, progress=False, out=out)
+kw = dict(metrics_every=4, seeds=[0, 1], chunk_size=2, progress=False, out=out, **extra)
 if jax.process_index() == 0:
     dynsim.train("nielsen_30", ds, "super_accelerated", grid, chunks=slice(0, 0), **kw)  # create the store
 multihost_utils.sync_global_devices("store created")
@@ -195,8 +195,16 @@ jax.distributed.shutdown()
 """
 
 
+# streamed: two epochs of 4 minibatches of 50
+MULTIHOST_RUNS = {"replicate": dict(steps=8), "stream": dict(epochs=2, batch_size=50, data_placement="stream")}
+
+
 @pytest.mark.slow
-def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path):
+@pytest.mark.parametrize("placement", list(MULTIHOST_RUNS))
+def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path, placement):
+    """Each process runs its chunks into the shared store; a streamed run's store equals a
+    replicated single-process run's, bit for bit (each evaluated set is one eval batch)."""
+    extra = MULTIHOST_RUNS[placement]
     script = tmp_path / "worker.py"
     script.write_text(_MULTIHOST_WORKER)
     with socket.socket() as s:
@@ -204,7 +212,7 @@ def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path):
         port = str(s.getsockname()[1])
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out)], env=env,
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out), json.dumps(extra)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
     try:
         logs = [p.communicate(timeout=400)[0] for p in procs]
@@ -217,9 +225,11 @@ def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path):
     assert done == [[0, 2], [1, 3]]  # disjoint chunks, each computed once
     d = data.load("digits")
     ds = data.Dataset(d.x_train[:200], d.y_train[:200], d.x_test[:50], d.y_test[:50], "digits-200", 10)
-    one = dynsim.train("nielsen_30", ds, "super_accelerated", GRID, steps=8, metrics_every=4, seeds=[0, 1],
-                       chunk_size=2, progress=False, out=tmp_path / "one")
-    _equal(dynsim.open_result(out).load(), one)
+    one = dynsim.train("nielsen_30", ds, "super_accelerated", GRID, metrics_every=4, seeds=[0, 1], chunk_size=2,
+                       progress=False, out=tmp_path / "one", **{**extra, "data_placement": "replicate"})
+    got = dynsim.open_result(out).load()
+    assert got.attrs["data_placement"] == placement
+    _equal(got, one)
 
 
 # --------------------------------------------------------------------------- clear errors
@@ -269,3 +279,123 @@ def test_record_names_match_the_program(digits, rule, hessian_every):
     out = jax.eval_shape(tp.program(spec), carry, {k: np.array([v], np.float32) for k, v in hp.items()},
                          np.array([0], np.int32), d, np.int32(0), np.bool_(True))[1]
     assert {k: v.shape[2:] for k, v in out.items()} == tp.record_names(spec)
+
+
+# --------------------------------------------------------------------------- streamed data placement
+
+TRAINING_CURVES = ("grad_norm", "running_loss", "running_accuracy", "train_accuracy", "test_accuracy", "diverged",
+                   "diverged_at")
+
+
+def _data_bytes(ds):
+    """What train() counts as the dataset's size (float32 inputs, int32 labels)."""
+    return sum(np.asarray(a).nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+
+
+def _streamed_equals_replicated(streamed, replicated):
+    """Training bit for bit; the evaluation losses of multi-batch sets to float32 rounding.
+
+    Every step computes exactly what the replicated program computes (same minibatches, the
+    same step function), so the trajectories -- gradient norms, running losses, accuracy
+    counts, divergence -- are bitwise equal. The train/test *losses* are summed in the same
+    batches and order, but inside the replicated program the per-batch loss sum of a
+    multi-batch set is evaluated in a lax.map loop, where XLA keeps ``(sum * 0.5/b) * b``
+    (two roundings: the loop-invariant 0.5/b is hoisted out of the loop) while the streamed
+    per-batch program folds it to ``sum * 0.5``: about one ulp apart (measured: relative <= 1.3e-7 in
+    float32, 2.3e-16 in float64).
+    """
+    for k in TRAINING_CURVES:
+        np.testing.assert_array_equal(streamed[k].values, replicated[k].values, err_msg=k)
+    for k in ("train_loss", "test_loss"):
+        np.testing.assert_allclose(streamed[k].values, replicated[k].values, rtol=1e-6, atol=0, err_msg=k)
+    assert set(streamed.data_vars) == set(replicated.data_vars)
+
+
+def test_streamed_minibatches_equal_replicated_with_store_and_resume(tmp_path, digits, monkeypatch):
+    """Stream == replicate: several seeds, chunks splitting the seeds (a padded slot), blocks cut
+    into segments of 2 + 2 + 1 steps, 2 devices; a partial streamed run into a store (some of
+    the even chunks, as the first of two jax.distributed processes would run them), resumed."""
+    from dynsim.engine import platform
+    from dynsim.train_program import compile_count
+
+    # 700 kB x 0.25: the streamed share (half) fits two eval batches of 50 and 2 steps of 2 seeds x 24
+    monkeypatch.setattr(platform, "device_memory_bytes", lambda n_devices=1: 700_000)
+    kw = dict(epochs=2, batch_size=24, metrics_every=5, seeds=[0, 5, 9], chunk_size=2, eval_batch=50,
+              progress=False, thresholds={"test_accuracy": [0.5]})
+    rep = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, data_placement="replicate", **kw)
+    assert rep.attrs["data_placement"] == "replicate"
+    part = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, data_placement="stream",
+                        out=tmp_path / "s", chunks=slice(0, None, 2), _stop_after=3, **kw)
+    assert not part.attrs["complete"] and np.isnan(part.test_loss.values).any()
+    assert sorted(map(int, (tmp_path / "s" / "progress.log").read_text().split())) == [0, 2, 4]
+    n0 = compile_count()
+    full = dynsim.train("nielsen_30", digits, "super_accelerated", GRID, data_placement="stream",
+                        out=tmp_path / "s", **kw)
+    assert compile_count() == n0  # the resume reuses the compiled pieces
+    assert full.attrs["complete"] and full.attrs["data_placement"] == "stream"
+    assert full.attrs["stream_steps_per_transfer"] == 2 and full.attrs["stream_slots"] == 2
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["sweep"]["data_placement"] == "stream"
+    assert sorted(map(int, (tmp_path / "s" / "progress.log").read_text().split())) == list(range(8))
+    assert float(rep.train_loss.isel(epoch=-1).max()) < float(rep.train_loss.isel(epoch=0).min())  # it learned
+    _streamed_equals_replicated(full, rep)
+    np.testing.assert_array_equal(full.epochs_to_test_accuracy.values, rep.epochs_to_test_accuracy.values)
+    # new hyperparameter values, same shapes: no new trace
+    dynsim.train("nielsen_30", digits, "super_accelerated", {**GRID, "learning_rate": 0.3}, data_placement="stream",
+                 **kw)
+    assert compile_count() == n0
+
+
+def test_streamed_single_batch_evaluation_is_bitwise(digits):
+    """With every evaluated set in one eval batch (the default eval_batch) nothing differs: bitwise."""
+    kw = dict(epochs=2, batch_size=40, metrics_every=3, seeds=[0, 5], chunk_size=2, progress=False)
+    grid = {**GRID, "sigma": [0.0, 2.0]}
+    rep = dynsim.train("nielsen_30", digits, "super_accelerated", grid, data_placement="replicate", **kw)
+    stream = dynsim.train("nielsen_30", digits, "super_accelerated", grid, data_placement="stream", **kw)
+    assert stream.attrs["stream_steps_per_transfer"] == 3
+    _equal(stream, rep)
+
+
+def test_auto_streams_when_the_data_do_not_fit(digits, monkeypatch):
+    from dynsim.engine import platform
+
+    kw = dict(epochs=2, batch_size=16, seeds=[0, 5], chunk_size=2, eval_batch=30, progress=False)
+    grid = {**GRID, "sigma": [0.0, 2.0]}
+    rep = dynsim.train("nielsen_30", digits, "super_accelerated", grid, **kw)
+    assert rep.attrs["data_placement"] == "replicate"  # auto, and it fits
+    assert "data_placement" not in json.loads(rep.attrs["config"])  # replicated stores keep their old config
+    memory = int(0.9 * _data_bytes(digits) / 0.25)  # the budget is 90% of the data
+    monkeypatch.setattr(platform, "device_memory_bytes", lambda n_devices=1: memory)
+    auto = dynsim.train("nielsen_30", digits, "super_accelerated", grid, **kw)
+    assert auto.attrs["data_placement"] == "stream" and json.loads(auto.attrs["config"])["data_placement"] == "stream"
+    assert auto.attrs["stream_steps_per_transfer"] == 1  # only one step's minibatches fit
+    _streamed_equals_replicated(auto, rep)
+    with pytest.raises(ValueError, match=r"does not fit .* data_placement='replicate' .*\(data_placement='stream'"):
+        dynsim.train("nielsen_30", digits, "super_accelerated", grid, data_placement="replicate", **kw)
+
+
+def test_what_cannot_be_streamed_is_a_clear_error(tmp_path, digits, monkeypatch):
+    from dynsim.engine import platform
+
+    with pytest.raises(ValueError, match="data_placement='disk' must be one of 'auto', 'replicate', 'stream'"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, steps=2, data_placement="disk", progress=False)
+    with pytest.raises(ValueError, match=r"data_placement='stream' was asked for, but full-batch .* give batch_size"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, steps=2, data_placement="stream", progress=False)
+    with pytest.raises(ValueError, match=r"hessian_every=2 needs the training set on every device"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, epochs=1, batch_size=24, metrics_every=2, hessian_every=2,
+                     data_placement="stream", progress=False)
+    monkeypatch.setattr(platform, "device_memory_bytes", lambda n_devices=1: int(0.9 * _data_bytes(digits) / 0.25))
+    with pytest.raises(ValueError, match=r"is needed: the dataset .* does not fit .* full-batch .* give batch_size, "
+                                         r"or use train_subset"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, steps=2, progress=False)
+    with pytest.raises(ValueError, match=r"two evaluation batches of 240 examples \(eval_batch=10000; "
+                                         r".* lower eval_batch"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, epochs=1, batch_size=24, progress=False)
+    with pytest.raises(ValueError, match=r"one step's minibatches for the chunk's 2 seed\(s\) \(batch_size=120.* "
+                                         r"lower batch_size or chunk_size"):
+        dynsim.train("nielsen_30", digits, "sa", GRID, epochs=1, batch_size=120, seeds=2, chunk_size=2,
+                     eval_batch=30, progress=False)
+    # the [problem] table takes the key and hands it to train()
+    cfg = {"optimizer": "sa", "grid": {"learning_rate": 0.5, "momentum": 0.9, "sigma": 1.0},
+           "problem": {"model": "nielsen_30", "dataset": "digits", "steps": 2, "data_placement": "disk"}}
+    with pytest.raises(ValueError, match="data_placement='disk' must be one of"):
+        dynsim.training.run_config(cfg, progress=False)
