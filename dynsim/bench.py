@@ -43,7 +43,8 @@ import time
 
 import numpy as np
 
-__all__ = ["numpy_reference", "sweep_grid", "run", "fma_ceiling", "step_flops", "user_code", "write"]
+__all__ = ["numpy_reference", "sweep_grid", "run", "fma_ceiling", "step_flops", "user_code", "write", "matmul_rate",
+           "device_times"]
 
 SIGMA_STAR_METRICS = ("rate", "rho", "timescale", "diverged")
 
@@ -304,15 +305,31 @@ def fma_ceiling(block_points: int, n_devices: int | None = None, iters: int = 20
     fn = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=P("points"), out_specs=P("points")))
     x = jax.device_put(jnp.ones(block_points * len(devs), jnp.float32),
                        jax.sharding.NamedSharding(mesh, P("points")))
-    fn(x).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x).block_until_ready()
-        times.append(time.perf_counter() - t0)
+    times = device_times(lambda: fn(x), repeats)
     flops = 2.0 * chains * iters * block_points * len(devs)
     return {"flops_per_s": flops / float(np.median(times)), "block_points": block_points, "devices": len(devs),
             "chains": chains, "iters": iters, "times_s": times}
+
+
+def device_times(call, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``call()`` (each waited for), after one warm-up call."""
+    call().block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call().block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an ``n × n`` float32 matmul on the default device (median): the device's measured rate."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    return 2.0 * n**3 / float(np.median(device_times(lambda: f(a), repeats)))
 
 
 def step_flops() -> float:

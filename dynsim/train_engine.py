@@ -21,7 +21,7 @@ import json
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 

@@ -77,9 +77,7 @@ step|epoch)``.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import math
 import os
 import pathlib
 import time
@@ -822,6 +820,8 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
         seq.append(sequential_models * steps / run(sigmas[:sequential_models], 1))
     vmed, smed = float(np.median(vm)), float(np.median(seq))
     overhead = _store_and_shard_overhead(model, dataset, sigmas, steps, n_train, n_test, repeats)
+    from dynsim.bench import matmul_rate  # the microbenchmarks live together
+
     mm = matmul_rate()
     flop = 6 * n_train * model.num_params((784,))
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -861,19 +861,6 @@ def benchmark(n_models: int = 128, steps: int | None = None, repeats: int = 3, n
         "jax_version": jax.__version__,
         "dtype": "float32",
     }
-
-
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an ``n × n`` float32 matmul on the default device (median; the device's measured rate)."""
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return 2.0 * n**3 / float(np.median(times))
 
 
 def _store_and_shard_overhead(model, dataset, sigmas, steps, n_train, n_test, repeats) -> dict:

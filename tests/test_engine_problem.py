@@ -5,17 +5,12 @@ definitions of dynsim.metrics evaluated on the stored trajectories (float64).
 """
 import json
 import math
-import os
-import pathlib
-import signal
-import subprocess
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import processes
 import pytest
 
 import dynsim
@@ -291,31 +286,15 @@ def test_import_path_config_killed_and_resumed_is_bit_identical(tmp_path):
     cfg = tmp_path / "user.toml"
     cfg.write_text(USER_CONFIG)
     d = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
-    cmd = [sys.executable, "-m", "dynsim", "sweep"]
-    proc = subprocess.Popen(cmd + [str(cfg), "--out", str(d), "--no-progress"], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = d / "progress.log"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if log.exists() and log.read_text().count("\n") >= 2:
-            break
-        if proc.poll() is not None:
-            pytest.fail("sweep finished before it could be killed: " + proc.stderr.read().decode()[-500:])
-        time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    n_done = log.read_text().count("\n")
+    cmd = processes.DYNSIM + ["sweep"]
+    n_done = processes.kill_when_logged(cmd + [str(cfg), "--out", str(d), "--no-progress"], log, 2, cwd=tmp_path)
     n_chunks = json.loads((d / "config.json").read_text())["layout"]["n_chunks"]
     assert 2 <= n_done < n_chunks, (n_done, n_chunks)
     # resumed from another working directory: the config's folder is on the import path
-    r = subprocess.run(cmd + ["--resume", str(d), "--no-progress"], env=env, cwd="/", capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    processes.run(cmd + ["--resume", str(d), "--no-progress"], cwd="/")
     assert sorted(map(int, log.read_text().split())) == list(range(n_chunks))  # none lost, none twice
-    clean = subprocess.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"], env=env,
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert clean.returncode == 0, clean.stderr
+    processes.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"], cwd=tmp_path)
     _equal(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
 
 

@@ -3,14 +3,13 @@ import hashlib
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import processes
 import pytest
 
 import dynsim
@@ -335,7 +334,6 @@ import os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + sys.argv[1]
 import numpy as np
 from dynsim import engine as sw
-from dynsim.engine.layout import make_layout
 grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]), "sigma": np.linspace(-60, 40, 101)}
 ds = sw.sweep("super_accelerated", "quadratic", grid, 1024, progress=False)
 np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
@@ -373,7 +371,6 @@ jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processe
 from jax.experimental import multihost_utils
 import numpy as np
 from dynsim import engine as sw
-from dynsim.engine.layout import make_layout
 grid = {"k_eta": np.geomspace(0.01, 0.5, 6), "momentum": np.array([0.5, 0.9]), "sigma": np.linspace(-1, 9, 11)}
 kw = dict(metrics=["rate", "timescale", "diverged"], progress=False, chunk_size=22, out=out)
 if jax.process_index() == 0:
@@ -389,22 +386,10 @@ jax.distributed.shutdown()
 @pytest.mark.slow
 def test_multi_process_sweep_equals_single_process(tmp_path):
     """The module docstring's multi-host recipe, as 2 jax.distributed processes on this host."""
-    import socket
-
     script = tmp_path / "worker.py"
     script.write_text(_MULTIHOST_WORKER)
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
     out = tmp_path / "out"
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], logs
+    logs = processes.distributed(script, 2, out)
     assert all("devices 4 2" in log for log in logs)  # 2 processes x 2 local devices
     done = [sorted(int(x) for x in (out / f"progress-{i}.log").read_text().split()) for i in range(2)]
     assert done == [[0, 2, 4], [1, 3, 5]]  # disjoint chunks, each computed once
@@ -419,24 +404,11 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     cfg_path = tmp_path / "kill.toml"
     cfg_path.write_text(KILL_CONFIG)
     d = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "dynsim", "sweep", str(cfg_path), "--out", str(d), "--no-progress"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = d / "progress.log"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if log.exists() and log.read_text().count("\n") >= 3:
-            break
-        if proc.poll() is not None:
-            pytest.fail("sweep finished before it could be killed: " + proc.stderr.read().decode()[-500:])
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    n_done = log.read_text().count("\n")
+    n_done = processes.kill_when_logged(processes.DYNSIM + ["sweep", str(cfg_path), "--out", str(d), "--no-progress"],
+                                        log, 3)
     assert 3 <= n_done < 24, n_done  # killed part-way (24 chunks)
-    r = subprocess.run([sys.executable, "-m", "dynsim", "sweep", "--resume", str(d), "--no-progress"], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    processes.run(processes.DYNSIM + ["sweep", "--resume", str(d), "--no-progress"])
     lines = log.read_text().split()
     assert sorted(map(int, lines)) == list(range(24))  # no chunk lost, none computed twice
     cfg, _ = sw.load_config(cfg_path)

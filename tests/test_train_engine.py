@@ -1,18 +1,12 @@
 """Training sweeps on the engine: store, resume after SIGKILL, sharding, multi-process, user models, errors."""
 import json
-import os
-import pathlib
-import signal
-import socket
-import subprocess
-import sys
-import time
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import processes
 import pytest
 
 import dynsim
@@ -133,42 +127,20 @@ sigma = [0.0, 0.9, 2.0, 4.0, 8.0]
 """
 
 
-def _kill_when(proc, log, n_lines, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if log.exists() and log.read_text().count("\n") >= n_lines:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            return log.read_text().count("\n")
-        if proc.poll() is not None:
-            pytest.fail("finished before it could be killed: " + proc.stderr.read().decode()[-800:])
-        time.sleep(0.005)
-    proc.kill()
-    pytest.fail("timed out")
-
-
 @pytest.mark.slow
 def test_training_config_killed_twice_and_resumed_is_bit_identical(tmp_path):
     cfg = tmp_path / "train.toml"
     cfg.write_text(CONFIG)
     d = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
-    cmd = [sys.executable, "-m", "dynsim", "sweep"]
-    start = subprocess.Popen(cmd + [str(cfg), "--out", str(d), "--no-progress"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    n1 = _kill_when(start, d / "progress.log", 1)
-    resume = subprocess.Popen(cmd + ["--resume", str(d), "--no-progress"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    n2 = _kill_when(resume, d / "progress.log", n1 + 2)
+    log = d / "progress.log"
+    cmd = processes.DYNSIM + ["sweep"]
+    n1 = processes.kill_when_logged(cmd + [str(cfg), "--out", str(d), "--no-progress"], log, 1)
+    n2 = processes.kill_when_logged(cmd + ["--resume", str(d), "--no-progress"], log, n1 + 2)
     assert 1 <= n1 < n2 < 5, (n1, n2)  # 10 models in chunks of 2: two kills part-way
-    r = subprocess.run(cmd + ["--resume", str(d), "--no-progress"], env=env, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr
+    r = processes.run(cmd + ["--resume", str(d), "--no-progress"])
     assert "train: 10 models" in r.stdout
-    assert sorted(map(int, (d / "progress.log").read_text().split())) == list(range(5))  # none lost or twice
-    clean = subprocess.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"], env=env,
-                           capture_output=True, text=True, timeout=600)
-    assert clean.returncode == 0, clean.stderr
+    assert sorted(map(int, log.read_text().split())) == list(range(5))  # none lost or twice
+    processes.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"])
     _equal(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
 
 
@@ -207,19 +179,8 @@ def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path, placement
     extra = MULTIHOST_RUNS[placement]
     script = tmp_path / "worker.py"
     script.write_text(_MULTIHOST_WORKER)
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = str(s.getsockname()[1])
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(pathlib.Path(dynsim.__file__).parents[1])}
-    procs = [subprocess.Popen([sys.executable, str(script), str(i), "2", port, str(out), json.dumps(extra)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-    try:
-        logs = [p.communicate(timeout=400)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], logs
+    logs = processes.distributed(script, 2, out, json.dumps(extra))
     assert all("devices 4 2" in log for log in logs)
     done = [sorted(int(x) for x in (out / f"progress-{i}.log").read_text().split()) for i in range(2)]
     assert done == [[0, 2], [1, 3]]  # disjoint chunks, each computed once
