@@ -252,3 +252,151 @@ def test_late_rate_equals_worst_mode_rate():
         rates.append(meas)
     # σ-independent to < 1%, but resolvably slower with larger σ (over-damped flattest mode)
     assert rates[0] < rates[1] < rates[2] and abs(rates[2] / rates[0] - 1) < 1e-2
+
+
+# --------------------------------------------------------------------------- edge of stability (issue #14)
+
+
+def _rho_companion_np(k_eta, mu, sigma):
+    b = mu - k_eta * sigma
+    m = np.stack([np.stack([1 - k_eta, b], -1), np.stack([-k_eta, b], -1)], -2)
+    return np.max(np.abs(np.linalg.eigvals(m)), -1)
+
+
+def test_stability_threshold_is_where_companion_spectral_radius_crosses_one():
+    rng = np.random.default_rng(11)
+    n = 2000
+    eta = np.exp(rng.uniform(np.log(1e-3), np.log(10.0), n))
+    mu = rng.uniform(-0.95, 0.999, n)
+    sigma = rng.uniform(-(1 - mu) / 4, 40.0)  # the closed form's domain
+    thr = np.asarray(analysis.stability_threshold(eta, mu, sigma))
+    np.testing.assert_allclose(thr, 2 * (1 + mu) / (eta * (1 + 2 * sigma)), rtol=1e-12)
+    for d in (1e-6, 1e-3, 0.1):
+        assert np.all(_rho_companion_np(thr * (1 - d) * eta, mu, sigma) < 1)
+        assert np.all(_rho_companion_np(thr * (1 + d) * eta, mu, sigma) > 1)
+    # at the edge itself the eigenvalue is −1: a flip (period doubling)
+    b = mu - thr * eta * sigma
+    p = 1 + b - thr * eta
+    np.testing.assert_allclose(1 + p + b, 0, atol=1e-9)  # χ(−1) = 0
+    # the named special cases (Cohen et al. 2021: GD 2/η, heavy ball (2+2β)/η, Nesterov (2+2β)/((1+2β)η))
+    assert float(analysis.stability_threshold(0.1, 0.0, 0.0)) == pytest.approx(20.0)
+    assert float(analysis.stability_threshold(0.1, 0.9, 0.0)) == pytest.approx(38.0)
+    assert float(analysis.stability_threshold(0.1, 0.9, 0.9)) == pytest.approx(38.0 / 2.8)
+
+
+def test_stable_curvature_interval_everywhere_against_dense_k_grid():
+    """Outside the closed form's domain too (σ < −(1−μ)/4, |μ| ≥ 1): the interval is exact."""
+    rng = np.random.default_rng(12)
+    ks = np.linspace(-2, 60, 6201)
+    for _ in range(300):
+        eta = float(np.exp(rng.uniform(np.log(0.05), np.log(2.0))))
+        mu = float(rng.uniform(-1.3, 1.3))
+        sigma = float(rng.uniform(-4.0, 8.0))
+        lo, hi = (float(v) for v in analysis.stable_curvature_interval(eta, mu, sigma))
+        stable = _rho_companion_np(ks * eta, mu, sigma) < 1 - 1e-9
+        unstable = _rho_companion_np(ks * eta, mu, sigma) > 1 + 1e-9
+        if np.isnan(lo):
+            assert not stable.any()
+            continue
+        inside = (ks > lo + 1e-6) & (ks < min(hi, 1e9) - 1e-6)
+        outside = (ks < lo - 1e-6) | (ks > hi + 1e-6)
+        assert stable[inside].all() and unstable[outside].all(), (eta, mu, sigma, lo, hi)
+        in_domain = abs(mu) < 1 and sigma >= -(1 - mu) / 4
+        if in_domain:
+            assert lo == 0 and hi == pytest.approx(2 * (1 + mu) / (eta * (1 + 2 * sigma)), rel=1e-12)
+
+
+def test_simulate_diverges_just_above_and_converges_just_below_threshold():
+    """dynsim.simulate on L = kθ²/2 at k = threshold·(1 ± δ), random (η, μ, σ), vmapped."""
+    rng = np.random.default_rng(13)
+    n = 64
+    eta = np.exp(rng.uniform(np.log(0.01), np.log(2.0), n))
+    mu = rng.uniform(0.0, 0.99, n)
+    sigma = rng.uniform(0.0, 25.0, n)
+    thr = np.asarray(analysis.stability_threshold(eta, mu, sigma))
+    steps = 3000
+
+    @jax.jit
+    @jax.vmap
+    def final(e, m, s, k):
+        t = dynsim.simulate(optim.super_accelerated(e, m, s), lambda th: 0.5 * k * jnp.sum(th**2),
+                            jnp.ones(1), steps)
+        return jnp.abs(t.theta[-1, 0]) + jnp.abs(t.velocity[-1, 0])
+
+    for d in (0.02, 0.05):
+        below = np.asarray(final(eta, mu, sigma, thr * (1 - d)))
+        above = np.asarray(final(eta, mu, sigma, thr * (1 + d)))
+        rho_b = _rho_companion_np(thr * (1 - d) * eta, mu, sigma)
+        rho_a = _rho_companion_np(thr * (1 + d) * eta, mu, sigma)
+        # far enough from ρ = 1 to see in 3000 steps (log to avoid overflow)
+        clear = (steps * np.log(rho_b) < np.log(1e-3)) & (steps * np.log(rho_a) > np.log(1e3))
+        assert clear.mean() > 0.8
+        above = np.where(np.isfinite(above), above, np.inf)  # overflow (inf, or inf − inf = NaN) is divergence
+        assert np.all(below[clear] < 1e-1) and np.all(above[clear] > 10), d
+
+
+def _jacobian_rho(rule, h, theta0_state):
+    """Spectral radius of the real rule's one-step map (θ, full state) at a fixed point."""
+    from jax.flatten_util import ravel_pytree
+
+    theta, state = theta0_state
+    flat, unravel = ravel_pytree((theta, state.velocity, state.inner))
+    grad_fn = lambda t: h @ t  # noqa: E731
+
+    def step(f):
+        th, vel, inner = unravel(f)
+        th2, st2 = rule.map_step(grad_fn, th, state._replace(velocity=vel, inner=inner))
+        return ravel_pytree((th2, st2.velocity, st2.inner))[0]
+
+    j = np.asarray(jax.jacfwd(step)(flat))
+    return np.max(np.abs(np.linalg.eigvals(j)))
+
+
+@pytest.mark.parametrize("name", ["adam_sa", "rmsprop_sa"])
+def test_preconditioned_threshold_against_jacobian_of_the_real_rule(name):
+    """At a fixed point (θ = 0 of L = θᵀHθ/2, zero momentum) the second moment decouples, so the
+    real rule's Jacobian is the frozen-P map exactly: it turns unstable where
+    λ_max(P⁻¹H) crosses preconditioned_stability_threshold."""
+    rng = np.random.default_rng(14 if name == "adam_sa" else 15)
+    n, count = 5, 10_000  # β₁^count = 0: Adam's first-moment bias correction is gone
+    for _ in range(12):
+        eta = float(np.exp(rng.uniform(np.log(1e-3), np.log(0.3))))
+        b1 = float(rng.uniform(0.0, 0.99))
+        sigma = float(rng.uniform(0.0, 10.0))
+        b2 = float(rng.uniform(0.9, 0.9999))
+        q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        h0 = (q * rng.uniform(0.1, 1.0, n)) @ q.T
+        nu = jnp.asarray(rng.uniform(0.01, 4.0, n))
+        if name == "adam_sa":
+            eps = 1e-8
+            rule = optim.adam_sa(eta, b1, b2, sigma, eps)
+            st = rule.init(jnp.zeros(n))
+            st = st._replace(count=jnp.asarray(count), inner=(st.inner[0]._replace(nu=nu, count=jnp.asarray(count)),
+                                                               st.inner[1]))
+            p_next = np.sqrt(b2 * np.asarray(nu) / (1 - b2 ** (count + 1))) + eps  # v after a g = 0 step
+            thr = float(analysis.preconditioned_stability_threshold(eta, b1, sigma, ema=True))
+        else:
+            eps = 1e-7
+            rule = optim.rmsprop_sa(eta, b1, sigma, b2, eps)
+            st = rule.init(jnp.zeros(n))
+            st = st._replace(count=jnp.asarray(count), inner=(st.inner[0]._replace(nu=nu), st.inner[1]))
+            p_next = np.sqrt(b2 * np.asarray(nu) + eps)
+            thr = float(analysis.preconditioned_stability_threshold(eta, b1, sigma))
+        lam = np.max(np.linalg.eigvals(h0 / p_next[:, None]).real)
+        c_edge = thr / lam
+        for d, unstable in ((1e-3, False), (-1e-3, True)):
+            h = jnp.asarray(h0 * c_edge * (1 - d))
+            rho = _jacobian_rho(rule, h, (jnp.zeros(n), st))
+            assert (rho > 1) == unstable, (eta, b1, sigma, d, rho)
+
+
+def test_adam_threshold_reduces_to_cohen_2022():
+    for eta, b1 in ((1e-3, 0.9), (3e-4, 0.99), (0.01, 0.0)):
+        assert float(analysis.preconditioned_stability_threshold(eta, b1, 0.0, ema=True)) == pytest.approx(
+            (2 + 2 * b1) / ((1 - b1) * eta), rel=1e-12)
+    with pytest.raises(ValueError, match="momentum"):
+        analysis.preconditioned_stability_threshold(0.1, 1.0, 0.0, ema=True)
+    with pytest.raises(ValueError, match="learning_rate"):
+        analysis.stability_threshold(0.0, 0.9, 1.0)
+    with pytest.raises(ValueError, match="ema"):
+        analysis.preconditioned_stability_threshold(0.1, 0.9, 0.0, ema=1)

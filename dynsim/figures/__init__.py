@@ -34,6 +34,7 @@ _MODULES = (
     "dynsim.figures.spectrum",  # quadratic-spectrum
     "dynsim.figures.bu_ntk",  # bu-hb-vs-nag
     "dynsim.figures.tuning",  # tune-quadratic, tune-mnist, hypergrad-chaos
+    "dynsim.figures.eos",  # eos-sa, eos-adam-sa
 )
 
 
