@@ -421,8 +421,7 @@ def train(
         ``<metric>_threshold`` (NaN: never).
       out: result directory (zarr store, config, progress log) written chunk by chunk; an
         existing ``out`` holding the same training sweep is resumed, any other is refused.
-      devices: number of local devices to shard each chunk's models over (default: all
-        accelerators; one CPU device, since XLA:CPU already uses every core for a chunk).
+      devices: number of local devices to shard each chunk's models over (default all).
       chunks: run only these chunk indices (``jax.distributed``; see :mod:`dynsim.engine.runner`).
 
     Returns:
@@ -665,12 +664,8 @@ def train(
     job = ModelJob(config=config, grid_dims=grid_dims, shape=shape, coords=all_coords, variables=variables,
                    run_chunk=run_chunk, steps=n_calls * bpc * spb, attrs=attrs, chunk_size=chunk_size)
     n_dev = devices
-    if n_dev is None:
-        local = jax.local_devices() if jax.process_count() > 1 else jax.devices()
-        # XLA:CPU already spreads a model batch's matmuls over every core: splitting the cores into
-        # forced host "devices" only adds overhead (measured: results/bench/README.md), so one CPU
-        # device; accelerators each add their own compute. Never more devices than models per chunk.
-        n_dev = 1 if local[0].platform == "cpu" else min(len(local), chunk_size)
+    if n_dev is None:  # all local devices, but never more than models per chunk (no padding to the count)
+        n_dev = min(len(jax.local_devices() if jax.process_count() > 1 else jax.devices()), chunk_size)
     ds = run_models(job, out=out, devices=n_dev, chunks=chunks, progress=progress, stop_after=_stop_after,
                     resume_only=_resume_only, source=_source, source_text=_source_text)
     ds.attrs["compile_seconds"] = compile_s[0]
