@@ -113,6 +113,7 @@ __all__ = [
     "DEFAULT_METRICS",
     "PER_STEP_METRICS",
     "DISTANCE_METRICS",
+    "OPTIONAL_METRICS",
     "LINEAR_LANDSCAPES",
     "MetricConfig",
     "fit_weights",
@@ -134,8 +135,11 @@ METRICS: dict[str, str] = {
     "final_distance": "|theta-theta*| at the last step",
     "log_distance": "natural log of |theta-theta*| at the last step (never underflows)",
     "diverged": "NaN/inf met, or the state grew by more than divergence_factor",
+    "sharpness": "largest Hessian eigenvalue of the loss at the final look-ahead point theta + sigma*u (exact)",
 }
-DEFAULT_METRICS = tuple(METRICS)
+#: Computed only on request (not in the default set): a dense d×d Hessian per point at the end.
+OPTIONAL_METRICS = ("sharpness",)
+DEFAULT_METRICS = tuple(m for m in METRICS if m not in OPTIONAL_METRICS)
 PER_STEP_METRICS = ("steps_to_eps", "overshoot")
 #: Metrics that need the minimiser θ*.
 DISTANCE_METRICS = ("steps_to_eps", "overshoot", "final_distance", "log_distance")
@@ -392,6 +396,7 @@ class _Kernel(NamedTuple):
     over: bool
     step: Callable  # (x, u, inner, count) -> (x, u, inner), batched
     loss: Callable  # x -> (P,) losses, batched
+    sharpness: Callable  # (θ, u, inner, count) -> (P,) top Hessian eigenvalue at the look-ahead point
     minimum: Any  # (P, d), or None in loss mode
     loss_star: Any  # (P,) L*, or None (taken as 0) in loss mode
     dhat: Any
@@ -575,7 +580,7 @@ def _scan_run(kern: _Kernel, cfg: MetricConfig, steps: int, carry, stride: int, 
     return carry
 
 
-def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc) -> dict:
+def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc, inner, count) -> dict:
     """The requested metrics from the final state and accumulators."""
     P, dtype = kern.P, kern.dtype
     want = set(metrics)
@@ -631,6 +636,15 @@ def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc
             lx = jnp.log(jnp.where(excess > 0, excess, 1.0)) + 2 * scale_log
             fl = kern.loss_star + jnp.where(excess > 0, jnp.exp(lx), 0.0)
         out["final_loss"] = jnp.where(bad, nanf, fl)
+    if "sharpness" in want:
+        # The curvature the stability threshold 2(1+μ)/(η(1+2σ)) bounds (dynsim.analysis) is the
+        # Hessian's where the gradient is taken: the look-ahead point θ + σu. A renormalised run
+        # is a linear map on a quadratic, whose Hessian is the same everywhere: take it at θ*.
+        if kern.renormalise:
+            theta, uu = kern.minimum, jnp.zeros_like(kern.minimum)
+        else:
+            theta, uu = x, u
+        out["sharpness"] = jnp.where(bad, nanf, kern.sharpness(theta, uu, inner, count))
     if "diverged" in want:
         out["diverged"] = diverged
     return {m: out[m] for m in metrics}
@@ -734,6 +748,14 @@ def run_metrics(
         return th_next, st.velocity, st.inner
 
     vstep = jax.vmap(point_step, in_axes=(0, 0, 0 if minimum is not None else None, 0, 0, 0, None))
+
+    def point_sharpness(hp, lp, th, u, inner, count):
+        rule, land = build(hp, lp)
+        phi = rule.lookahead_point(th, LookaheadState(u, inner, count))
+        h = jax.hessian(land.loss)(phi)  # θ is a small vector here: the dense Hessian is exact and cheap
+        return jnp.linalg.eigvalsh(h.reshape(phi.size, phi.size))[-1].astype(dtype)
+
+    vsharp = jax.vmap(point_sharpness, in_axes=(0, 0, 0, 0, 0, None))
     # in the run's dtype: a user's loss may close over constants of another precision
     vloss = jax.vmap(lambda hp, lp, th: jnp.asarray(build(hp, lp)[1].loss(th)).astype(dtype))
     has_inner = bool(jax.tree.leaves(inner0))
@@ -762,11 +784,12 @@ def run_metrics(
         use_pack=bool(cfg.pack) and not has_inner, settle="steps_to_eps" in metrics,
         over="overshoot" in metrics,
         step=lambda x, u, inner, count: vstep(hp_b, lp_b, minimum, x, u, inner, count),
-        loss=lambda x: vloss(hp_b, lp_b, x), minimum=minimum, loss_star=loss_star, dhat=dhat,
+        loss=lambda x: vloss(hp_b, lp_b, x),
+        sharpness=lambda th, u, inner, count: vsharp(hp_b, lp_b, th, u, inner, count), minimum=minimum, loss_star=loss_star, dhat=dhat,
         y_init=y_init, floor=floor, thr_abs=None if d0 is None else cfg.eps * d0,
     )
     stride, xs, w_rate, w_T = _fit_schedule(steps, cfg, kern.per_step, dtype)
     x0, inner0, acc = _init_accumulators(kern, x0, u0, inner0, w_rate, w_T)
     carry = (kern.pack(x0, u0), inner0, jnp.zeros((), jnp.int32), acc)
-    zs, _, _, acc = _scan_run(kern, cfg, steps, carry, stride, xs)
-    return _finalise(kern, metrics, steps, cfg, d0, zs, acc)
+    zs, inner, count, acc = _scan_run(kern, cfg, steps, carry, stride, xs)
+    return _finalise(kern, metrics, steps, cfg, d0, zs, acc, inner, count)

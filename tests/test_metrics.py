@@ -270,3 +270,24 @@ def test_exactly_converging_point_has_infinite_rate():
     # k_eta = 1, momentum = sigma = 0: theta_1 = 0 exactly (plain GD with eta = 1/k)
     out = run_sa(1.0, 0.0, 0.0, 256, metrics=("rate", "rho", "timescale", "diverged"))
     assert out["rate"][0] == math.inf and out["rho"][0] == 0.0 and not out["diverged"][0]
+
+
+def test_sharpness_metric_is_the_top_hessian_eigenvalue_at_the_lookahead_point():
+    """On quadratic_nd the sharpness is the largest eigenvalue; on eq. (15) it is eigvalsh of the
+    dense Hessian at the final look-ahead point θ + σu of a simulate run (independent oracle)."""
+    eig = np.array([0.5, 2.0, 7.5])
+    land = landscapes.quadratic_nd(eig, rotation_seed=3)
+    hp = {"learning_rate": jnp.array([0.05, 0.1]), "momentum": jnp.array([0.9, 0.9]), "sigma": jnp.array([0.0, 2.0])}
+    th0 = jnp.ones((2, 3))
+    out = run_metrics(optim.super_accelerated, hp, landscapes.quadratic_nd, {}, th0, 256, metrics=("sharpness",),
+                      static_land={"eigenvalues": eig, "rotation_seed": 3})
+    np.testing.assert_allclose(np.asarray(out["sharpness"]), 7.5, rtol=1e-12)
+    assert land.hessian_eigenvalues is not None
+    hp = {"learning_rate": jnp.array([0.01, 0.01]), "momentum": jnp.array([0.9, 0.9]), "sigma": jnp.array([0.0, 3.0])}
+    th0 = jnp.array([[-1.0, -3.8], [-1.0, -3.8]])
+    out = run_metrics(optim.super_accelerated, hp, landscapes.nakerst2d, {}, th0, 192, metrics=("sharpness", "diverged"))
+    for p, s in enumerate([0.0, 3.0]):
+        tr = simulate(optim.super_accelerated(0.01, 0.9, s), landscapes.nakerst2d(), th0[p], 192)
+        phi = tr.theta[-1] + s * tr.velocity[-1]
+        want = np.linalg.eigvalsh(np.asarray(jax.hessian(landscapes.nakerst2d().loss)(phi)))[-1]
+        np.testing.assert_allclose(float(out["sharpness"][p]), want, rtol=1e-10)

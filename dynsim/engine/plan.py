@@ -143,7 +143,7 @@ def _check_metrics(metrics, has_minimum: bool) -> list[str]:
             raise ValueError(f"metrics: unknown metric {m!r}; choose from {', '.join(_metrics.METRICS)}")
     if len(set(metrics)) != len(metrics):
         raise ValueError(f"metrics: duplicates in {metrics}")
-    lacking = [m for m in metrics if m not in available]
+    lacking = [m for m in metrics if m in _metrics.DISTANCE_METRICS and not has_minimum]
     if lacking:
         raise ValueError(f"metrics: {', '.join(lacking)} need the landscape's minimum, which is unknown "
                          f"(give a Landscape with minimum=...); available: {', '.join(available)}")

@@ -329,6 +329,7 @@ METRIC_GRADIENTS: dict[str, str] = {
     "overshoot": "piecewise",
     "steps_to_eps": "none",
     "diverged": "none",
+    "sharpness": "piecewise",  # smooth wherever the top Hessian eigenvalue is simple
 }
 
 
