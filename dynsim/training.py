@@ -415,7 +415,10 @@ def train(
       hessian_k: number of top Hessian eigenvalues to record (``hessian_eigenvalues``).
       hessian_iters: Lanczos steps (= HVPs) per record (``≥ hessian_k``).
       hessian_at: ``"lookahead"`` (Θ, default: the point the stability bound is about) or
-        ``"theta"`` (the paper's θ).
+        ``"theta"`` (the paper's θ). Known issue: on XLA:CPU (jax 0.10.2) ``adam_sa`` with the
+        Hessian metric on 784-input MNIST hung on the first call with 6 or more models per
+        chunk; ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false`` avoids it
+        (or ``chunk_size <= 5``).
       thresholds: ``{metric: [values]}``: per model, the first time (``step`` or ``epoch``)
         at which the metric reaches each value, stored as ``steps_to_<metric>`` with a dim
         ``<metric>_threshold`` (NaN: never).

@@ -82,3 +82,78 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         dynsim.simulate(**args)
+
+
+# --------------------------------------------------------------------------- Hessian metrics (issue #14)
+
+
+@pytest.mark.parametrize("rule", [optim.super_accelerated(0.05, 0.9, 3.0), optim.rmsprop_sa(0.01, 0.9, 2.0)])
+def test_tracked_sharpness_on_quadratic_nd_is_the_largest_eigenvalue(rule):
+    eig = np.array([0.2, 0.7, 1.5, 4.0, 9.0])
+    land = landscapes.quadratic_nd(eig, rotation_seed=3)
+    t = dynsim.simulate(rule, land, jnp.ones(5), 30, hessian_every=7, hessian_k=3)
+    np.testing.assert_array_equal(t.hessian.step, [0, 7, 14, 21, 28])
+    np.testing.assert_allclose(t.hessian.sharpness, 9.0, rtol=1e-10)
+    np.testing.assert_allclose(t.hessian.eigenvalues, np.tile([9.0, 4.0, 1.5], (5, 1)), rtol=1e-10)
+    plain = dynsim.simulate(rule, land, jnp.ones(5), 30)
+    assert plain.hessian is None
+    np.testing.assert_array_equal(t.theta, plain.theta)  # the metric does not touch the trajectory
+    assert (t.hessian.preconditioned_sharpness is None) == (rule.name != "rmsprop_sa")
+
+
+def test_sharpness_is_taken_at_the_lookahead_point():
+    """Rosenbrock (curvature varies): record i equals eigvalsh of the Hessian at θ_i + σ u_{i−1}."""
+    land = landscapes.rosenbrock()
+    sigma = 5.0
+    t = dynsim.simulate(optim.super_accelerated(1e-4, 0.9, sigma), land, jnp.array([-1.2, 1.0]), 40,
+                        hessian_every=10, hessian_k=2)
+    for j, i in enumerate(np.asarray(t.hessian.step)):
+        phi = t.theta[i] + sigma * t.velocity[i]
+        ref = np.linalg.eigvalsh(np.asarray(jax.hessian(land.loss)(phi)))[::-1]
+        np.testing.assert_allclose(t.hessian.eigenvalues[j], ref, rtol=1e-10)
+        at_theta = np.linalg.eigvalsh(np.asarray(jax.hessian(land.loss)(t.theta[i])))[-1]
+        if i > 0:
+            assert abs(at_theta / ref[0] - 1) > 1e-6  # θ and the look-ahead point really differ
+
+
+def test_preconditioned_sharpness_along_adam_sa():
+    eig = np.array([0.5, 2.0, 6.0])
+    land = landscapes.quadratic_nd(eig, rotation_seed=2)
+    rule = optim.adam_sa(0.02, 0.9, 0.99, 1.5)
+    t = dynsim.simulate(rule, land, jnp.array([1.0, -2.0, 0.5]), 20, hessian_every=5)
+    h = np.asarray(jax.hessian(land.loss)(jnp.zeros(3)))
+    assert np.isnan(float(t.hessian.preconditioned_sharpness[0]))
+    for j, i in enumerate(np.asarray(t.hessian.step)[1:], start=1):
+        state = dynsim.simulate(rule, land, jnp.array([1.0, -2.0, 0.5]), int(i)).state
+        p = np.asarray(dynsim.run.preconditioner(rule, state))
+        ref = np.max(np.linalg.eigvals(h / p[:, None]).real)
+        np.testing.assert_allclose(t.hessian.preconditioned_sharpness[j], ref, rtol=1e-10)
+
+
+def test_hessian_trace_vmaps_over_hyperparameters():
+    land = landscapes.rosenbrock()
+    f = jax.jit(jax.vmap(lambda s: dynsim.simulate(optim.super_accelerated(1e-4, 0.9, s), land,
+                                                   jnp.array([-1.2, 1.0]), 30, hessian_every=10).hessian.sharpness))
+    sig = jnp.array([0.0, 2.0, 8.0])
+    batched = f(sig)
+    for i, s in enumerate(sig):
+        one = dynsim.simulate(optim.super_accelerated(1e-4, 0.9, s), land, jnp.array([-1.2, 1.0]), 30,
+                              hessian_every=10).hessian.sharpness
+        np.testing.assert_allclose(batched[i], one, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(hessian_every=-1), "hessian_every"),
+    (dict(hessian_every=1.5), "hessian_every"),
+    (dict(hessian_every=2, hessian_k=3), "hessian_k=3"),  # dim 2
+    (dict(hessian_every=2, hessian_iters=0), "hessian_iters"),
+])
+def test_bad_hessian_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dynsim.simulate(optim.gd(0.1), landscapes.nakerst2d(), jnp.zeros(2), 4, **kwargs)
+
+
+def test_preconditioner_rejects_rules_without_one():
+    rule = optim.heavy_ball(0.1, 0.9)
+    with pytest.raises(ValueError, match="no diagonal preconditioner"):
+        dynsim.run.preconditioner(rule, rule.init(jnp.zeros(2)))

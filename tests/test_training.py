@@ -273,3 +273,109 @@ def test_benchmark_reports_both_rates(tiny):
     np.testing.assert_allclose(res["speedup"],
                                res["vmapped_model_steps_per_s"] / res["sequential_model_steps_per_s"])
     assert res["platform"] == jax.devices()[0].platform
+
+
+# --------------------------------------------------------------------------- Hessian metrics (issue #14)
+
+
+def _replay(net, tiny, rule, steps):
+    """Θ (optax params) and state after each step, by a plain optax loop (float64): the oracle's path."""
+    import optax
+    from jax.flatten_util import ravel_pytree  # noqa: F401
+
+    x = jnp.asarray(tiny.x_train.reshape(len(tiny.x_train), -1), jnp.float64)
+    y = jnp.asarray(tiny.y_train, jnp.int32)
+    loss = lambda p: net.loss_fn(p, x, y)  # noqa: E731
+    params = jax.tree.map(jnp.asarray, net.init(0, (64,), jnp.float64))
+    state = rule.init(params)
+    out = [(params, state)]
+    for _ in range(steps):
+        u, state = rule.update(jax.grad(loss)(params), state, params)
+        params = optax.apply_updates(params, u)
+        out.append((params, state))
+    return loss, out
+
+
+def _dense_eigs(loss, params):
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(params)
+    return np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))[::-1]
+
+
+def test_sharpness_is_dense_hessian_spectrum_at_the_lookahead_point(tiny):
+    """float64, σ = 2: every Hessian record equals eigvalsh of jax.hessian of the full training loss
+    at Θ (the replayed optax parameters); hessian_at='theta' gives the one at θ = rule.to_paper(Θ)."""
+    net = _net()
+    grid = {"learning_rate": 0.5, "momentum": 0.9, "sigma": [2.0]}
+    kw = dict(steps=6, seeds=[0], metrics_every=3, hessian_every=3, hessian_k=3, hessian_iters=60,
+              dtype="float64", progress=False, eval_on=("train",))
+    ds = train.train(net, tiny, "super_accelerated", grid, **kw)
+    ds_t = train.train(net, tiny, "super_accelerated", grid, **kw, hessian_at="theta")
+    rule = optim.super_accelerated(0.5, 0.9, 2.0)
+    loss, path = _replay(net, tiny, rule, 6)
+    assert ds.hessian_eigenvalues.dims[-1] == "eig" and ds.sizes["eig"] == 3
+    for j, step in enumerate((0, 3, 6)):
+        big_theta, state = path[step]
+        ref = _dense_eigs(loss, big_theta)[:3]
+        got = ds.hessian_eigenvalues.isel(sigma=0, seed=0, step=j).values
+        np.testing.assert_allclose(got, ref, rtol=1e-7)
+        assert float(ds.sharpness.isel(sigma=0, seed=0, step=j)) == pytest.approx(ref[0], rel=1e-7)
+        ref_t = _dense_eigs(loss, rule.to_paper(big_theta, state))[0]
+        assert float(ds_t.sharpness.isel(sigma=0, seed=0, step=j)) == pytest.approx(ref_t, rel=1e-7)
+        assert float(ds.sharpness_residual.isel(sigma=0, seed=0, step=j)) < 1e-6 * ref[0]
+    # Θ ≠ θ once the velocity is non-zero, and the two Hessians differ measurably
+    assert abs(float(ds.sharpness.isel(step=1).squeeze()) / float(ds_t.sharpness.isel(step=1).squeeze()) - 1) > 1e-6
+    assert ds.attrs["hessian_at"] == "lookahead" and ds_t.attrs["hessian_at"] == "theta"
+
+
+def test_preconditioned_sharpness_of_adam_sa_matches_oracle(tiny):
+    net = _net()
+    ds = train.train(net, tiny, "adam_sa", {"learning_rate": 0.05, "sigma": [1.0]}, steps=4, seeds=[0],
+                     metrics_every=2, hessian_every=2, hessian_iters=60, dtype="float64", progress=False,
+                     eval_on=("train",))
+    rule = optim.adam_sa(0.05, sigma=1.0)
+    loss, path = _replay(net, tiny, rule, 4)
+    from jax.flatten_util import ravel_pytree
+
+    assert np.isnan(float(ds.preconditioned_sharpness.isel(step=0).squeeze()))  # no preconditioner before step 1
+    for j, step in ((1, 2), (2, 4)):
+        params, state = path[step]
+        p = np.asarray(ravel_pytree(dynsim.run.preconditioner(rule, state))[0])
+        np.testing.assert_allclose(p, np.sqrt(np.asarray(ravel_pytree(state.inner[0].nu)[0]) / (1 - 0.999 ** step))
+                                   + 1e-8, rtol=1e-12)
+        flat, unravel = ravel_pytree(params)
+        h = np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat))
+        ref = np.max(np.linalg.eigvals(h / p[:, None]).real)
+        got = float(ds.preconditioned_sharpness.isel(step=j).squeeze())
+        assert got == pytest.approx(ref, rel=1e-6)
+
+
+def test_hessian_records_vmapped_equal_alone_and_nan_between(tiny):
+    """A σ × seed grid in one program == each model alone (chunk_size=1); NaN at off-records."""
+    net = _net()
+    grid = {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 4.0]}
+    kw = dict(steps=6, seeds=2, metrics_every=1, hessian_every=2, hessian_k=2, hessian_iters=10,
+              dtype="float64", progress=False, eval_on=("train",))
+    together = train.train(net, tiny, "super_accelerated", grid, **kw)
+    alone = train.train(net, tiny, "super_accelerated", grid, **kw, chunk_size=1)
+    for v in ("sharpness", "hessian_eigenvalues", "sharpness_residual"):
+        np.testing.assert_allclose(together[v].values, alone[v].values, rtol=1e-10, atol=1e-300, err_msg=v)
+    s = together.sharpness.values
+    assert np.all(np.isfinite(s[..., ::2])) and np.all(np.isnan(s[..., 1::2]))
+    assert "preconditioned_sharpness" not in together  # only for the adaptive rules
+    off = train.train(net, tiny, "super_accelerated", grid, steps=2, seeds=1, progress=False)
+    assert "sharpness" not in off and "eig" not in off.dims
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(metrics_every=2, hessian_every=3), "hessian_every=3 must be a multiple of metrics_every=2"),
+    (dict(hessian_every=2, hessian_k=5, hessian_iters=4), "hessian_k=5"),
+    (dict(hessian_every=2, hessian_at="phi"), "hessian_at"),
+    (dict(hessian_every=-1), "hessian_every"),
+    (dict(hessian_every=2, hessian_iters=0), "hessian_iters"),
+])
+def test_bad_hessian_arguments(tiny, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.train(_net(), tiny, "super_accelerated", {"learning_rate": 0.1, "momentum": 0.9, "sigma": 1.0},
+                    steps=6, progress=False, **kwargs)
