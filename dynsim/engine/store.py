@@ -292,7 +292,3 @@ def open_result(out):
         ds.attrs["complete"] = len(read_done(out, n_chunks)) == n_chunks
     return ds
 
-
-def load(out: pathlib.Path):
-    """:func:`open_result`, read into memory."""
-    return open_result(out).load()
