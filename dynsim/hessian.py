@@ -63,13 +63,14 @@ Cohen et al. (2022) *Adaptive gradient methods at the edge of stability*.
 """
 from __future__ import annotations
 
-import operator
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+
+from dynsim.checks import check_int
 
 PyTree = Any
 
@@ -107,16 +108,6 @@ class LanczosResult(NamedTuple):
     eigenvectors: Any = None
 
 
-def _check_int(name: str, v, lo: int) -> int:
-    try:
-        n = operator.index(v)
-    except TypeError:
-        raise ValueError(f"{name}={v!r} must be a Python int (it fixes the iteration count / shapes)") from None
-    if n < lo:
-        raise ValueError(f"{name}={v!r} must be >= {lo}")
-    return n
-
-
 def hvp(loss: Callable[[PyTree], jax.Array], params: PyTree, v: PyTree) -> PyTree:
     r"""Hessian-vector product ``∇²L(params) v``, forward-over-reverse.
 
@@ -132,7 +123,7 @@ def hvp(loss: Callable[[PyTree], jax.Array], params: PyTree, v: PyTree) -> PyTre
 def _operand(like):
     """(flat zeros, unravel) for an int dimension, an array or a pytree."""
     if isinstance(like, (int, np.integer)) and not isinstance(like, bool):
-        n = _check_int("dim_or_params", like, 1)
+        n = check_int("dim_or_params", like, 1)
         flat = jnp.zeros((n,), jnp.result_type(float))
         return flat, lambda x: x
     leaves = jax.tree.leaves(like)
@@ -184,8 +175,8 @@ def lanczos_top_k(
     """
     flat0, unravel = _operand(dim_or_params)
     n = flat0.shape[0]
-    k = _check_int("k", k, 1)
-    m = min(_check_int("iters", iters, 1), n)
+    k = check_int("k", k, 1)
+    m = min(check_int("iters", iters, 1), n)
     if k > m:
         raise ValueError(f"k={k} must be <= min(iters, dim) = {m}")
     if not isinstance(unroll, (bool, int)) or (not isinstance(unroll, bool) and unroll < 1):

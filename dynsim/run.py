@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from dynsim import hessian as _hessian
+from dynsim.checks import check_int
 from dynsim.landscapes import Landscape
 from dynsim.optim import Rule, lookahead_momentum
 
@@ -129,18 +130,6 @@ def check_steps(steps) -> int:
     return n
 
 
-def _check_count(name: str, v, lo: int = 0) -> int:
-    if isinstance(v, bool):
-        raise ValueError(f"{name}={v!r} must be a Python int >= {lo}")
-    try:
-        n = operator.index(v)
-    except TypeError:
-        raise ValueError(f"{name}={v!r} must be a Python int >= {lo} (it fixes shapes)") from None
-    if n < lo:
-        raise ValueError(f"{name}={v!r} must be >= {lo}")
-    return n
-
-
 def simulate(
     optimizer,
     loss_fn: Callable[[PyTree], jax.Array] | Landscape,
@@ -193,7 +182,7 @@ def simulate(
     if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
         raise ValueError("theta0 must be a non-empty array (or pytree of arrays) of floats")
     grad_fn = jax.grad(loss)
-    every = _check_count("hessian_every", hessian_every)
+    every = check_int("hessian_every", hessian_every, 0)
     if every:
         return _simulate_with_hessian(rule, loss, theta0, n, unroll, every, hessian_k, hessian_iters,
                                       hessian_key)
@@ -223,8 +212,8 @@ def _simulate_with_hessian(rule, loss, theta0, n, unroll, every, k, iters, key):
     key = jax.random.PRNGKey(0) if key is None else key
     pre = getattr(rule, "name", None) in PRECONDITIONED_RULES
     dim = sum(x.size for x in jax.tree.leaves(theta0))
-    iters = _check_count("hessian_iters", iters, 1)
-    k = _check_count("hessian_k", k, 1)
+    iters = check_int("hessian_iters", iters, 1)
+    k = check_int("hessian_k", k, 1)
     if k > min(iters, dim):
         raise ValueError(f"hessian_k={k} must be <= min(hessian_iters, dim) = {min(iters, dim)}")
     dtype = jax.tree.leaves(theta0)[0].dtype

@@ -20,20 +20,23 @@ import time
 from typing import Any, NamedTuple, Sequence
 
 import jax
+import jax.extend.core as jax_core
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from dynsim import hessian as hessian_mod
+from dynsim.checks import check_int
+from dynsim.engine.platform import compiler_options
 from dynsim.engine.problem import OptimizerSpec
 from dynsim.models import Model
 from dynsim.run import PRECONDITIONED_RULES, preconditioner
 
 PyTree = Any
 
-__all__ = ["ProgramSpec", "program", "stream_programs", "seed_batches", "compiled", "compile_count", "clear_cache",
-           "evaluate", "epoch_batches", "initial_params", "initial_carry", "bytes_per_model", "check_int",
-           "record_names"]
+__all__ = ["ProgramSpec", "program", "stream_programs", "host_programs", "HostPrograms", "has_convolution",
+           "seed_batches", "compiled", "compile_count", "clear_cache", "evaluate", "epoch_batches", "initial_params",
+           "initial_carry", "bytes_per_model", "record_names"]
 
 #: Training programs traced by this module (a trace happens exactly when jit compiles).
 _COMPILES: collections.Counter = collections.Counter()
@@ -42,7 +45,8 @@ _COMPILES: collections.Counter = collections.Counter()
 def compile_count() -> int:
     """How many training programs this process has traced (= compiled: jit caches traces).
 
-    Counts :func:`program` and the pieces of :func:`stream_programs` (one per shape).
+    Counts :func:`program` and the pieces of :func:`stream_programs` and :func:`host_programs`
+    (one per shape).
     """
     return sum(_COMPILES.values())
 
@@ -65,13 +69,6 @@ def record_names(spec: "ProgramSpec") -> dict[str, tuple[int, ...]]:
         if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
             out["preconditioned_sharpness"] = ()
     return out
-
-
-def check_int(name, v, lo=1):
-    """``v`` as an int ``>= lo``; ValueError naming ``name`` otherwise (bools refused)."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
-    return int(v)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,7 +140,7 @@ def epoch_batches(seed: int, epoch: int, n_train: int, batch_size: int) -> np.nd
     >>> b.shape, sorted(b.ravel().tolist()) == list(range(10))
     ((2, 5), True)
     """
-    n_train, batch_size = check_int("n_train", n_train), check_int("batch_size", batch_size)
+    n_train, batch_size = check_int("n_train", n_train, 1), check_int("batch_size", batch_size, 1)
     if batch_size > n_train:
         raise ValueError(f"batch_size={batch_size} exceeds n_train={n_train}")
     return np.asarray(_epoch_indices(_shuffle_key(seed), epoch, n_train, n_train // batch_size, batch_size))
@@ -204,6 +201,58 @@ def _train_step(spec: ProgramSpec, rule):
     return step
 
 
+def _train_hvp(spec: ProgramSpec, x, y, params, v, unroll: bool = False):
+    """∇²(full training loss)(params)·v, summed over batches of ``eval_batch`` (exact).
+
+    ``unroll=True`` sums the batches in a Python loop, in the scan's order: even a
+    one-iteration ``scan`` keeps XLA:CPU's slow in-loop convolutions (an order of magnitude
+    for the ``eos-sa`` CNN; ``results/bench/README.md``).
+    """
+    model, dtype = spec.model, jnp.dtype(spec.dtype)
+    n = x.shape[0]
+    eb = min(spec.eval_batch, n)
+    nb, rem = divmod(n, eb)
+
+    def part(xb, yb):
+        w = jnp.asarray(xb.shape[0] / n, dtype)
+        return hessian_mod.hvp(lambda p: w * model.loss_fn(p, xb, yb), params, v)
+
+    def body(acc, b):
+        return jax.tree.map(jnp.add, acc, part(*b)), None
+
+    xs, ys = x[: nb * eb].reshape(nb, eb, *x.shape[1:]), y[: nb * eb].reshape(nb, eb)
+    acc = jax.tree.map(jnp.zeros_like, v)
+    if unroll:
+        for b in range(nb):
+            acc, _ = body(acc, (xs[b], ys[b]))
+    else:
+        acc, _ = jax.lax.scan(body, acc, (xs, ys))
+    if rem:
+        acc = jax.tree.map(jnp.add, acc, part(x[nb * eb:], y[nb * eb:]))
+    return acc
+
+
+def _hessian_metrics(spec: ProgramSpec, rule, c, x, y, seed, record, unroll: bool = False) -> dict:
+    """One model's Hessian record: Lanczos on the full training loss at Θ (or θ).
+
+    The start vector depends on ``(seed, record)`` only, so every step loop draws the same one.
+    ``unroll=True`` unrolls the Lanczos and batch loops (:mod:`dynsim.train_host`).
+    """
+    dtype = jnp.dtype(spec.dtype)
+    point = (c["params"] if spec.hessian_at == "lookahead"
+             else rule.to_paper(c["params"], c["opt_state"]))
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), record)
+    mv = functools.partial(_train_hvp, spec, x, y, point, unroll=unroll)
+    res = hessian_mod.lanczos_top_k(mv, point, spec.hessian_k, spec.hessian_iters, key, unroll=unroll or 1)
+    out = {"sharpness": res.eigenvalues[0], "sharpness_residual": res.residuals[0],
+           "hessian_eigenvalues": res.eigenvalues}
+    if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
+        pmv = hessian_mod.preconditioned_matvec(mv, preconditioner(rule, c["opt_state"]))
+        out["preconditioned_sharpness"] = hessian_mod.lanczos_top_k(
+            pmv, point, 1, spec.hessian_iters, jax.random.fold_in(key, 1), unroll=unroll or 1).eigenvalues[0]
+    return {k: v.astype(dtype) for k, v in out.items()}
+
+
 @functools.lru_cache(maxsize=32)
 def program(spec: ProgramSpec):
     """The one jitted training program, vmapped over the model axis. Cached per spec.
@@ -213,7 +262,6 @@ def program(spec: ProgramSpec):
     ``(carry, metrics[model, block])``. With ``do_steps=False`` it only evaluates (used for
     the step-0 record), so a whole training run needs this single compiled program.
     """
-    model = spec.model
     dtype = jnp.dtype(spec.dtype)
 
     def one_model(carry, hp, seed, data, call_index, do_steps):
@@ -241,38 +289,8 @@ def program(spec: ProgramSpec):
             nan = jnp.asarray(jnp.nan, dtype)
             return c, nan, nan
 
-        def train_hvp(params, v):
-            """∇²(full training loss)(params)·v, summed over batches of eval_batch (exact)."""
-            n = x.shape[0]
-            eb = min(spec.eval_batch, n)
-            nb, rem = divmod(n, eb)
-
-            def part(xb, yb):
-                w = jnp.asarray(xb.shape[0] / n, dtype)
-                return hessian_mod.hvp(lambda p: w * model.loss_fn(p, xb, yb), params, v)
-
-            def body(acc, b):
-                return jax.tree.map(jnp.add, acc, part(*b)), None
-
-            xs = x[: nb * eb].reshape(nb, eb, *x.shape[1:])
-            acc, _ = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, v), (xs, y[: nb * eb].reshape(nb, eb)))
-            if rem:
-                acc = jax.tree.map(jnp.add, acc, part(x[nb * eb:], y[nb * eb:]))
-            return acc
-
         def hessian_metrics(c, record):
-            point = (c["params"] if spec.hessian_at == "lookahead"
-                     else rule.to_paper(c["params"], c["opt_state"]))
-            key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), record)
-            mv = functools.partial(train_hvp, point)
-            res = hessian_mod.lanczos_top_k(mv, point, spec.hessian_k, spec.hessian_iters, key)
-            out = {"sharpness": res.eigenvalues[0], "sharpness_residual": res.residuals[0],
-                   "hessian_eigenvalues": res.eigenvalues}
-            if spec.optimizer.builtin and spec.optimizer.name in PRECONDITIONED_RULES:
-                pmv = hessian_mod.preconditioned_matvec(mv, preconditioner(rule, c["opt_state"]))
-                out["preconditioned_sharpness"] = hessian_mod.lanczos_top_k(
-                    pmv, point, 1, spec.hessian_iters, jax.random.fold_in(key, 1)).eigenvalues[0]
-            return {k: v.astype(dtype) for k, v in out.items()}
+            return _hessian_metrics(spec, rule, c, x, y, seed, record)
 
         def hessian_skip(c, record):
             del record
@@ -403,6 +421,89 @@ def stream_programs(spec: ProgramSpec, sizes: tuple[tuple[str, int], ...]) -> St
     )
 
 
+class HostPrograms(NamedTuple):
+    """The compiled pieces of a host-stepped run (:func:`host_programs`)."""
+
+    step: Any
+    record: Any
+    hessian: Any
+
+
+@functools.lru_cache(maxsize=32)
+def host_programs(spec: ProgramSpec) -> HostPrograms:
+    """:func:`program`'s computation cut into pieces without loops or branches, for a host loop.
+
+    XLA:CPU runs a convolution inside a ``while`` or ``conditional`` body an order of
+    magnitude slower than at the top level of a program (jax-ml/jax#12868; measured in
+    ``results/bench/README.md``), and :func:`program` steps inside both. Here the host calls
+    (:mod:`dynsim.train_host`), each jitted and vmapped over models:
+
+    * ``step(carry, hp, data, idx) -> (carry, loss, accuracy)``: one optimizer step
+      (:func:`_train_step`); ``idx`` is each model's minibatch, ``(models, batch_size)``
+      (``(models, 0)`` for full batch);
+    * ``record(carry, hp, data, losses, accs) -> {curve: (models,)}``: the evaluation
+      record, with the block's running loss/accuracy from its ``(steps_per_block, models)``
+      step losses (NaN-filled for the step-0 record);
+    * ``hessian(carry, hp, seed, data, record) -> {curve: ...}`` (``None`` without the Hessian
+      metric): :func:`_hessian_metrics` with its loops unrolled.
+
+    They compute what :func:`program` computes, in the same order, with the same Lanczos
+    start vectors; results agree to float rounding (tested).
+    """
+    dtype = jnp.dtype(spec.dtype)
+
+    def build(hp):
+        return spec.optimizer.build(**hp, **dict(spec.static))
+
+    def step_one(c, hp, data, idx):
+        _COMPILES["host_step"] += 1  # trace time only
+        x, y = data[0], data[1]
+        return _train_step(spec, build(hp))(c, *((x, y) if spec.full_batch else (x[idx], y[idx])))
+
+    def step(carry, hp, data, idx):
+        carry, (loss, acc) = jax.vmap(step_one, in_axes=(0, 0, None, 0))(carry, hp, data, idx)
+        return carry, loss, acc
+
+    def record_one(c, hp, data, losses, accs):
+        _COMPILES["host_record"] += 1
+        m = _record(spec, build(hp), c, data)
+        nan = jnp.asarray(jnp.nan, dtype)
+        m["running_loss"] = jnp.where(c["diverged"], nan, jnp.mean(losses))
+        m["running_accuracy"] = jnp.where(c["diverged"], nan, jnp.mean(accs))
+        return m
+
+    def hessian_one(c, hp, seed, data, record):
+        _COMPILES["host_hessian"] += 1
+        h = _hessian_metrics(spec, build(hp), c, data[0], data[1], seed, record, unroll=True)
+        nan = jnp.asarray(jnp.nan, dtype)
+        return {k: jnp.where(c["diverged"], nan, v) for k, v in h.items()}
+
+    return HostPrograms(
+        step=jax.jit(step, donate_argnums=0),
+        record=jax.jit(jax.vmap(record_one, in_axes=(0, 0, None, 1, 1))),
+        hessian=(jax.jit(jax.vmap(hessian_one, in_axes=(0, 0, 0, None, None)))
+                 if spec.hessian_every else None),
+    )
+
+
+def has_convolution(model: Model, input_shape, dtype) -> bool:
+    """Whether ``model``'s forward pass contains a convolution (traced once, abstractly)."""
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(dtype))
+    params = model.init(0, tuple(input_shape), jnp.dtype(dtype))
+    jaxpr = jax.make_jaxpr(model.apply)(params, x)
+
+    def walk(jp) -> bool:
+        for eqn in jp.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for sub in jax_core.jaxprs_in_params(eqn.params):
+                if walk(sub):
+                    return True
+        return False
+
+    return walk(jaxpr.jaxpr)
+
+
 @functools.partial(jax.jit, static_argnums=(2, 3, 4))
 def seed_batches(seeds, epoch, n_train: int, steps_per_epoch: int, batch_size: int):
     """``(len(seeds), steps_per_epoch, batch_size)``: :func:`program`'s minibatch indices for each seed."""
@@ -413,6 +514,7 @@ def clear_cache() -> None:
     """Forget compiled programs (tests use it to count compilations from scratch)."""
     program.cache_clear()
     stream_programs.cache_clear()
+    host_programs.cache_clear()
     _EXECUTABLES.clear()
 
 
@@ -420,7 +522,11 @@ _EXECUTABLES: dict = {}
 
 
 def compiled(kind: str, fn, *args):
-    """Ahead-of-time compile ``fn`` for these argument shapes and shardings, once per process."""
+    """Ahead-of-time compile ``fn`` for these argument shapes and shardings, once per process.
+
+    On CPU with :func:`dynsim.engine.platform.compiler_options` (a scheduler that avoids an
+    XLA:CPU deadlock).
+    """
     def aval(a):
         dt = np.dtype(a.dtype).str if hasattr(a, "dtype") else np.asarray(a).dtype.str
         return np.shape(a), dt, str(getattr(a, "sharding", None))
@@ -430,7 +536,7 @@ def compiled(kind: str, fn, *args):
     key = (kind, fn, jax.tree.structure(args), tuple(jax.tree.leaves(avals, is_leaf=is_aval)))
     if key not in _EXECUTABLES:
         t0 = time.perf_counter()
-        _EXECUTABLES[key] = (fn.lower(*args).compile(), time.perf_counter() - t0)
+        _EXECUTABLES[key] = (fn.lower(*args).compile(compiler_options()), time.perf_counter() - t0)
         return _EXECUTABLES[key][0], _EXECUTABLES[key][1]
     return _EXECUTABLES[key][0], 0.0
 

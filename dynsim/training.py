@@ -32,6 +32,16 @@ streams otherwise. Full-batch training (``batch_size=None``) and Hessian metrics
 program) need the data on the device: with data that do not fit they are refused with a
 ValueError naming the way out (``batch_size``, ``train_subset``, ``memory_fraction``).
 
+**Step loop.** ``step_loop="device"`` runs each call's steps inside the compiled program
+(a ``scan``: one dispatch per call). ``"host"`` (:mod:`dynsim.train_host`) calls one compiled
+step per optimizer step, then the record: XLA:CPU runs convolutions inside a loop body an
+order of magnitude slower than outside one (jax-ml/jax#12868), so ``"auto"`` (the default)
+picks ``"host"`` on CPU for models with a convolution and ``"device"`` otherwise; on CPU such
+models also default to ``chunk_size=1``, since XLA:CPU runs a vmapped (grouped) convolution
+several times slower per model than one model's. Both loops give the same numbers to float rounding
+(bit for bit in the tests, Lanczos aside); ``attrs["step_loop"]`` says which ran. Measurements:
+``results/bench/README.md``.
+
 **Coordinates.** The optax parameters are the rule's reparametrised
 :math:`\Theta_i = \theta_i + \sigma u_{i-1}` (the gradient at Θ is the look-ahead
 gradient; see :mod:`dynsim.optim`). Every reported metric -- train/test loss and
@@ -88,7 +98,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynsim import hessian as hessian_mod
-from dynsim import train_stream
+from dynsim import train_host, train_stream
+from dynsim.checks import check_int
 from dynsim.engine import platform as _platform
 from dynsim.engine.plan import as_axis, jsonable
 from dynsim.engine.problem import OptimizerSpec, import_object, jaxpr_digest, resolve_optimizer
@@ -96,8 +107,9 @@ from dynsim.engine.store import Variable
 from dynsim.models import Model
 from dynsim.models import get as get_model
 from dynsim.train_engine import ModelJob, run_models
-from dynsim.train_program import (ProgramSpec, bytes_per_model, check_int, clear_cache, compile_count, compiled,
-                                  epoch_batches, initial_carry, initial_params, program, record_names)
+from dynsim.train_program import (ProgramSpec, bytes_per_model, clear_cache, compile_count, compiled,
+                                  epoch_batches, has_convolution, initial_carry, initial_params, program,
+                                  record_names)
 
 PyTree = Any
 
@@ -112,12 +124,15 @@ __all__ = [
     "epoch_batches",
     "EVAL_SETS",
     "DATA_PLACEMENTS",
+    "STEP_LOOPS",
     "PROBLEM_KEYS",
 ]
 
 EVAL_SETS = ("train", "test")
 #: Values of ``data_placement`` (:func:`train`).
 DATA_PLACEMENTS = ("auto", "replicate", "stream")
+#: Values of ``step_loop`` (:func:`train`).
+STEP_LOOPS = ("auto", "device", "host")
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -357,6 +372,7 @@ def train(
     chunk_size: int | None = None,
     memory_fraction: float = 0.25,
     data_placement: str = "auto",
+    step_loop: str = "auto",
     eval_batch: int = 10_000,
     dtype: str = "float32",
     progress: bool = True,
@@ -395,7 +411,8 @@ def train(
       eval_on: which of ``"train"``, ``"test"`` to evaluate (at the paper's θ).
       train_subset, test_subset: use only the first ``n`` examples.
       chunk_size: models per chunk, one compiled call sharded over the devices (default: as
-        many as fit in ``memory_fraction`` of device memory, by a rough activation estimate).
+        many as fit in ``memory_fraction`` of device memory, by a rough activation estimate;
+        1 on CPU for models with a convolution, see "Step loop").
       memory_fraction: share of one device's memory (host RAM on CPU) the data and a chunk's
         models may use.
       data_placement: ``"replicate"`` (the whole dataset on every device, once),
@@ -408,6 +425,9 @@ def train(
         do not fit are refused (use ``batch_size`` or ``train_subset``). Streaming gives the
         replicated numbers: see the module docstring. The choice is in
         ``attrs["data_placement"]`` (and, when streaming, in the stored config).
+      step_loop: ``"device"`` (each call's steps in one compiled loop), ``"host"`` (one
+        compiled call per step: for convolutions on XLA:CPU) or ``"auto"`` (default: host on
+        CPU for models with a convolution). See "Step loop" in the module docstring.
       dtype: ``"float32"`` or ``"float64"`` (needs ``jax_enable_x64``).
       hessian_every: record Hessian-spectrum metrics every this many steps (a multiple of
         ``metrics_every``; 0 = off, the default). See the module docstring: full training
@@ -415,10 +435,7 @@ def train(
       hessian_k: number of top Hessian eigenvalues to record (``hessian_eigenvalues``).
       hessian_iters: Lanczos steps (= HVPs) per record (``≥ hessian_k``).
       hessian_at: ``"lookahead"`` (Θ, default: the point the stability bound is about) or
-        ``"theta"`` (the paper's θ). Known issue: on XLA:CPU (jax 0.10.2) ``adam_sa`` with the
-        Hessian metric on 784-input MNIST hung on the first call with 6 or more models per
-        chunk; ``XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false`` avoids it
-        (or ``chunk_size <= 5``).
+        ``"theta"`` (the paper's θ).
       thresholds: ``{metric: [values]}``: per model, the first time (``step`` or ``epoch``)
         at which the metric reaches each value, stored as ``steps_to_<metric>`` with a dim
         ``<metric>_threshold`` (NaN: never).
@@ -476,6 +493,8 @@ def train(
         raise ValueError(f"memory_fraction={memory_fraction!r} must be in (0, 1]")
     if data_placement not in DATA_PLACEMENTS:
         raise ValueError(f"data_placement={data_placement!r} must be one of {', '.join(map(repr, DATA_PLACEMENTS))}")
+    if step_loop not in STEP_LOOPS:
+        raise ValueError(f"step_loop={step_loop!r} must be one of {', '.join(map(repr, STEP_LOOPS))}")
 
     name, xtr, ytr, xte, yte = _prepare_data(model, dataset, train_subset, test_subset)
     n_train = len(xtr)
@@ -521,8 +540,18 @@ def train(
     data_bytes = sum(np.asarray(a).nbytes for a in (xtr, ytr, xte, yte)) * (np_dtype.itemsize / 4)
     budget = memory_fraction * _platform.device_memory_bytes()
     placement = _placement(data_placement, data_bytes, budget, name, memory_fraction, batch_size, hessian_every)
+    if step_loop == "host" and placement == "stream":
+        raise ValueError("step_loop='host' needs the data on the device, but they are streamed (data_placement="
+                         f"{data_placement!r}); use step_loop='auto' or 'device', or replicate the data")
+    # see "Step loop" in the module docstring
+    cpu_conv = (placement == "replicate" and _platform.platform() == "cpu"
+                and has_convolution(model, spec.input_shape, dtype))
+    if step_loop == "auto":
+        step_loop = "host" if cpu_conv else "device"
     # streamed: half the budget for the transfers in flight, half for the models
     share = budget / 2 if placement == "stream" else 0.0
+    if chunk_size is None and cpu_conv:
+        chunk_size = 1  # XLA:CPU runs vmapped (grouped) convolutions slower per model than one alone
     if chunk_size is None:
         room = budget - share if placement == "stream" else budget - data_bytes
         chunk_size = max(1, min(n_models, int(room // max(1, bytes_per_model(spec, n_train)))))
@@ -601,6 +630,7 @@ def train(
         "dtype": dtype,
         "chunk_size": chunk_size,
         "data_placement": placement,
+        "step_loop": step_loop,
         "device": str(jax.devices()[0]),
         "coordinates": "metrics at the paper's theta = rule.to_paper(params, state)",
         "grad_norm": "norm of the last gradient used (at the look-ahead point, last minibatch)",
@@ -645,6 +675,10 @@ def train(
                 placed[key] = jax.device_put(host_data, rep)
             data = placed[key]
             sd = put(seed_all[take])
+            if step_loop == "host":
+                carry, recs, wall, dt = train_host.run_chunk(spec, carry, hp, sd, data, n_train, n_calls, tick)
+                compile_s[0] += dt
+                return finish(n_valid, carry, recs, [0.0] + wall)
             exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
             compile_s[0] += dt
             carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
@@ -656,6 +690,10 @@ def train(
                 recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
                 wall += [time.perf_counter() - t0] * bpc
                 tick(1.0 / n_calls)
+        return finish(n_valid, carry, recs, wall)
+
+    def finish(n_valid, carry, recs, wall):
+        """The chunk's stored values from its records (``{curve: (models, records, ...)}`` each)."""
         values = {k: np.concatenate([r[k] for r in recs], axis=1)[:n_valid] for k in recs[0]}
         values["wall_time"] = np.broadcast_to(np.array(wall), (n_valid, n_rec))
         values["diverged"] = np.asarray(carry["diverged"])[:n_valid]

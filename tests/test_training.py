@@ -248,6 +248,8 @@ def test_point_list_grid_wall_time_and_attrs(tiny):
     (dict(chunk_size=0), "chunk_size"),
     (dict(dtype="float16"), "dtype"),
     (dict(model="resnet"), "model="),
+    (dict(step_loop="python"), "step_loop="),
+    (dict(step_loop="host", data_placement="stream", batch_size=20, epochs=1, steps=None), "step_loop='host'"),
 ])
 def test_bad_arguments_raise_one_valueerror_naming_them(tiny, kwargs, match):
     args = dict(model=_net(), dataset=tiny, optimizer="super_accelerated",

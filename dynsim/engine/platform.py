@@ -18,7 +18,15 @@ from __future__ import annotations
 import os
 
 __all__ = ["platform", "default_unroll", "default_block_size", "device_memory_bytes", "configure_xla_cpu",
-           "cpu_has_avx512"]
+           "cpu_has_avx512", "compiler_options", "CPU_COMPILER_OPTIONS"]
+
+# XLA:CPU's default instruction scheduler ("concurrency optimised", a breadth-first order)
+# deadlocks some training programs on their first call: jaxlib 0.10.2, adam_sa with the
+# Hessian metric, 6+ models of 784-30-10 on 5000 images -- every thread then waits, none runs
+# (reproduced by tests/test_train_program.py::test_cpu_scheduler_guard). The depth-first
+# "memory optimised" schedule runs it, and costs nothing measurable on the training bench
+# (results/bench/README.md). Passed per executable, so it holds however JAX was started.
+CPU_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}
 
 
 def platform() -> str:
@@ -57,6 +65,11 @@ def device_memory_bytes(n_devices: int = 1) -> int:
         return int(jax.devices()[0].memory_stats()["bytes_limit"]) * n_devices
     except Exception:  # pragma: no cover - depends on the backend
         return (8 << 30) * n_devices
+
+
+def compiler_options() -> dict | None:
+    """XLA options for compiling the training programs here: :data:`CPU_COMPILER_OPTIONS` on CPU."""
+    return dict(CPU_COMPILER_OPTIONS) if platform() == "cpu" else None
 
 
 def cpu_has_avx512() -> bool:

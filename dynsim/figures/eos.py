@@ -15,12 +15,9 @@ r"""Edge of stability under super-acceleration: sharpness against the exact thre
     (``P = √v̂ + ε``, the rule's current preconditioner) against
     :func:`dynsim.analysis.preconditioned_stability_threshold` ``= 2(1+β₁)/(η(1−β₁)(1+2σ))``.
 
-The CNN runs do not go through :func:`dynsim.train`: XLA:CPU executes convolutions inside
-a loop or conditional body an order of magnitude slower than at top level
-(jax-ml/jax#12868; a CNN step inside the training program's ``lax.scan`` costs ~5 s
-instead of ~0.2 s here), so panel (c) steps a jitted function from Python: the same
-``dynsim.optim`` rule (its optax Θ view, hyperparameters as runtime arrays: one compile
-for all runs) and the same :func:`dynsim.hessian.lanczos_top_k` with ``unroll=True``.
+Every panel runs through :func:`dynsim.train`. On CPU the CNN of panel (c) takes its
+host-stepped loop (``step_loop="auto"``: XLA:CPU runs convolutions inside loops an order of
+magnitude slower, see :mod:`dynsim.train_host`).
 
 ``quick=True`` runs each on a few hundred sklearn digits for smoke tests.
 """
@@ -88,69 +85,6 @@ def _runs_from_train(ds, panel, points, threshold_fn, sharp_var="sharpness"):
             "raw_sharpness": sub.sharpness.values, "eig": eig,
             "residual": sub.sharpness_residual.values, "loss": sub.train_loss.values,
             "accuracy": sub.train_accuracy.values, "diverged": bool(sub.diverged),
-        })
-    return runs
-
-
-def _cnn_runs(x, y, net, points, steps, every, iters, panel):
-    """Full-batch training of ``net`` outside lax loops (see module docstring); one compile for all points."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from dynsim import analysis, hessian, optim
-
-    params0 = net.init(0, x.shape[1:], jnp.float32)
-    loss = lambda p: net.loss_fn(p, x, y)  # noqa: E731
-
-    @jax.jit
-    def step(p, s, hp):
-        rule = optim.super_accelerated(hp[0], hp[1], hp[2])
-        (l, acc), g = jax.value_and_grad(
-            lambda q: (lambda o: (net.loss_from_outputs(o, y), jnp.mean(jnp.argmax(o, -1) == y)))(
-                net.apply(q, x)), has_aux=True)(p)
-        u, s = rule.update(g, s, p)
-        return optax.apply_updates(p, u), s, l, acc
-
-    @jax.jit
-    def measure(p, key):
-        r = hessian.lanczos_top_k(lambda v: hessian.hvp(loss, p, v), p, 3, iters, key, unroll=True)
-        return r.eigenvalues, r.residuals[0]
-
-    runs = []
-    for p in points:
-        hp = jnp.asarray([p["learning_rate"], p["momentum"], p["sigma"]], jnp.float32)
-        rule = optim.super_accelerated(*map(float, hp))
-        params, state = params0, rule.init(params0)
-        rec = {"step": [], "eig": [], "residual": [], "loss": [], "accuracy": []}
-        diverged = False
-        for i in range(steps + 1):
-            if i % every == 0:
-                ev, res = measure(params, jax.random.fold_in(jax.random.PRNGKey(0), i))
-                ev, res = np.asarray(ev), float(res)
-            if i < steps:
-                new_params, new_state, l, acc = step(params, state, hp)
-                l, acc = float(l), float(acc)
-            else:
-                l, acc = float(loss(params)), float("nan")
-            if i % every == 0:
-                rec["step"].append(i)
-                rec["eig"].append(ev if not diverged else np.full(3, np.nan))
-                rec["residual"].append(res if not diverged else np.nan)
-                rec["loss"].append(l if not diverged else np.nan)
-                rec["accuracy"].append(acc if not diverged else np.nan)
-            if i < steps:
-                if not np.isfinite(l) or diverged:
-                    diverged = True
-                else:
-                    params, state = new_params, new_state
-        eig = np.array(rec["eig"])
-        runs.append({
-            "panel": panel, "label": _label(p["momentum"], p["sigma"]), "hp": p,
-            "threshold": float(analysis.stability_threshold(p["learning_rate"], p["momentum"], p["sigma"])),
-            "step": np.array(rec["step"]), "sharpness": eig[:, 0], "raw_sharpness": eig[:, 0], "eig": eig,
-            "residual": np.array(rec["residual"]), "loss": np.array(rec["loss"]),
-            "accuracy": np.array(rec["accuracy"]), "diverged": diverged,
         })
     return runs
 
@@ -285,8 +219,6 @@ def _plot(path, panels, runs, title, ylabel="sharpness λ_max(∇²L) at Θ"):
 
 @register("eos-sa", "Edge of stability: sharpness vs 2(1+mu)/(eta(1+2 sigma)), MNIST 784-30-10 and a CNN")
 def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
-    import jax.numpy as jnp
-
     from dynsim import analysis, data, models
     from dynsim import training as train
 
@@ -323,13 +255,14 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
         theta_runs = _runs_from_train(ds_t, "a(θ)", theta_pts, thr)
     t_theta = time.perf_counter() - t0 - t_mlp
     # (c) CNN on Fashion-MNIST, full batch
-    fx = fashion.x_train[:cnn_train].astype(np.float32)
-    fy = np.asarray(fashion.y_train[:cnn_train], np.int32)
     cnn_pts = [{"learning_rate": CNN_ETA, "momentum": 0.0, "sigma": 0.0},
                {"learning_rate": CNN_ETA, "momentum": MOMENTUM, "sigma": 0.0},
                {"learning_rate": CNN_ETA, "momentum": MOMENTUM, "sigma": 2.0}]
     t1 = time.perf_counter()
-    cnn_runs = _cnn_runs(jnp.asarray(fx), jnp.asarray(fy), cnn, cnn_pts, cnn_steps, cnn_every, iters, "c")
+    ds_c = train.train(cnn, fashion, "super_accelerated", cnn_pts, **{
+        **common, "steps": cnn_steps, "train_subset": cnn_train, "metrics_every": cnn_every,
+        "hessian_every": cnn_every, "test_subset": min(100, len(fashion.x_test))})
+    cnn_runs = _runs_from_train(ds_c, "c", cnn_pts, thr)
     t_cnn = time.perf_counter() - t1
     elapsed = time.perf_counter() - t0
     runs = runs_all + cnn_runs
@@ -387,8 +320,9 @@ deviation: Nakerst use all 60k; Cohen et al. 2021 use a 5k CIFAR-10 subset), {st
 μ = {MOMENTUM} with σ ∈ {{0, 0.9, 2, 4, 20}}; (a) η = {ETA} (Nakerst), (b) η = {ETA_EDGE:g}, chosen so that
 GD reaches 2/η. (c) small ReLU CNN ({cnn.name}), softmax cross-entropy, flax default init, first
 {cnn_train} Fashion-MNIST training images, full batch, η = {CNN_ETA}, {cnn_steps} steps, GD / heavy ball /
-σ = 2 (fewer runs and steps than the MLP: a CNN step costs ~50x more on this CPU; stepped outside
-`lax` loops, see the module docstring of `dynsim.figures.eos`).
+σ = 2 (fewer runs and steps than the MLP: a CNN step costs far more on a CPU). `dynsim.train` ran the
+CNN with `step_loop="{ds_c.attrs['step_loop']}"`, chunk_size {ds_c.attrs['chunk_size']} (on CPU: one compiled call per step, one model at a time;
+XLA:CPU runs convolutions inside loops, and vmapped ones, several times slower: `dynsim.train_host`).
 
 **Paper vs ours.**
 
@@ -497,12 +431,9 @@ def eos_adam_sa(out: pathlib.Path, quick: bool = False) -> None:
     thr = lambda p: analysis.preconditioned_stability_threshold(  # noqa: E731
         p["learning_rate"], p["b1"], p["sigma"], ema=True)
     t0 = time.perf_counter()
-    # chunk_size=3: with 6 or more adam_sa models per chunk and the preconditioned Lanczos in the program,
-    # XLA:CPU (jaxlib 0.10.2) deadlocks on the first call unless
-    # XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false (found while making this figure)
     ds = train.train(net, mnist, "adam_sa", pts, steps=steps, seeds=[0], train_subset=n_train, test_subset=100,
                      eval_on=("train",), metrics_every=every, hessian_every=every, hessian_k=1,
-                     hessian_iters=iters, progress=not quick, chunk_size=3)
+                     hessian_iters=iters, progress=not quick)
     elapsed = time.perf_counter() - t0
     runs = _runs_from_train(ds, "a", pts, thr, sharp_var="preconditioned_sharpness")
     for r in runs:
