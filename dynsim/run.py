@@ -10,7 +10,6 @@ preconditioned sharpness (:class:`HessianTrace`, :func:`preconditioner`).
 """
 from __future__ import annotations
 
-import operator
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -121,13 +120,7 @@ def as_rule(optimizer) -> Rule:
 
 def check_steps(steps) -> int:
     """``steps`` as a non-negative Python int (it is a scan length); ValueError naming it otherwise."""
-    try:
-        n = operator.index(steps)
-    except TypeError:
-        raise ValueError(f"steps={steps!r} must be a Python int (it sets the scan length)") from None
-    if n < 0:
-        raise ValueError(f"steps={steps!r} must be >= 0")
-    return n
+    return check_int("steps", steps, 0)
 
 
 def simulate(

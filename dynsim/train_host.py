@@ -59,10 +59,12 @@ def run_chunk(spec: ProgramSpec, carry, hp, seeds, data, n_train: int, n_calls: 
     def host(recs):
         return {k: np.stack([np.asarray(r[k]) for r in recs], axis=1) for k in recs[0]}
 
+    def stack(xs):  # the block's per-step values as (steps_per_block, models), like program's scan
+        return jax.device_put(jnp.stack(xs), by_model_2d)
+
     nan_block = jax.device_put(np.full((spb, n_models), np.nan, spec.dtype), by_model_2d)
     records = [host([record(carry, nan_block, nan_block, 0)])]
-    if spec.full_batch:
-        no_idx = jax.device_put(np.zeros((n_models, 0), np.int32), by_model)
+    no_idx = jax.device_put(np.zeros((n_models, 0), np.int32), by_model)  # full batch: no minibatch
     t0 = time.perf_counter() - compile_s[0]
     wall = []
     for call_index in range(n_calls):
@@ -76,7 +78,6 @@ def run_chunk(spec: ProgramSpec, carry, hp, seeds, data, n_train: int, n_calls: 
                                         no_idx if spec.full_batch else idx[:, k])
                 losses.append(loss)
                 accs.append(acc)
-            stack = lambda xs: jax.device_put(jnp.stack(xs), by_model_2d)  # noqa: E731
             block_recs.append(record(carry, stack(losses), stack(accs), call_index * bpc + j + 1))
         records.append(host(block_recs))  # host copy = synchronisation point, once per call
         wall += [time.perf_counter() - t0 - compile_s[0]] * bpc

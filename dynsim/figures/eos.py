@@ -271,7 +271,7 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
     _io.save_csv(out / "eos_sa.csv", _csv_columns(runs + theta_runs,
                                                   extra={"hessian_at_theta": lambda r: [r["panel"] == "a(θ)"] * len(r["step"])}))
     panels = [("a", f"784-30-10, η={ETA} (Nakerst Fig. 5)"), ("b", f"784-30-10, η={ETA_EDGE:g}"),
-              ("c", f"{cnn.name.split(', ')[0]}, {'digits' if quick else 'Fashion-MNIST'}, η={CNN_ETA}")]
+              ("c", f"{cnn.name.rsplit(', ', 1)[0]}, {'digits' if quick else 'Fashion-MNIST'}, η={CNN_ETA}")]
     _plot(out / "eos_sa.png", panels, runs,
           f"Edge of stability under super-acceleration — {name}, full batch, {n_train} images; "
           "threshold 2(1+μ)/(η(1+2σ))")
