@@ -233,7 +233,7 @@ def _train_hvp(spec: ProgramSpec, x, y, params, v, unroll: bool = False):
 
 
 def _hessian_metrics(spec: ProgramSpec, rule, c, x, y, seed, record, unroll: bool = False) -> dict:
-    """One model's Hessian record: Lanczos on the full training loss at Θ (or θ).
+    """One model's Hessian record: Lanczos on the full training loss at Θ (or θ); NaN once diverged.
 
     The start vector depends on ``(seed, record)`` only, so every step loop draws the same one.
     ``unroll=True`` unrolls the Lanczos and batch loops (:mod:`dynsim.train_host`).
@@ -250,7 +250,8 @@ def _hessian_metrics(spec: ProgramSpec, rule, c, x, y, seed, record, unroll: boo
         pmv = hessian_mod.preconditioned_matvec(mv, preconditioner(rule, c["opt_state"]))
         out["preconditioned_sharpness"] = hessian_mod.lanczos_top_k(
             pmv, point, 1, spec.hessian_iters, jax.random.fold_in(key, 1), unroll=unroll or 1).eigenvalues[0]
-    return {k: v.astype(dtype) for k, v in out.items()}
+    nan = jnp.asarray(jnp.nan, dtype)
+    return {k: jnp.where(c["diverged"], nan, v.astype(dtype)) for k, v in out.items()}
 
 
 @functools.lru_cache(maxsize=32)
@@ -314,8 +315,7 @@ def program(spec: ProgramSpec):
                 record = jnp.where(do_steps, call_index * spec.blocks_per_call + j + 1, 0)
                 due = ((record * spec.steps_per_block) % spec.hessian_every == 0) & (
                     do_steps | (j == spec.blocks_per_call - 1))
-                h = jax.lax.cond(due, hessian_metrics, hessian_skip, c, record)
-                m.update({k: jnp.where(c["diverged"], nan, v) for k, v in h.items()})
+                m.update(jax.lax.cond(due, hessian_metrics, hessian_skip, c, record))
             return c, m
 
         return jax.lax.scan(block, carry, (idx, jnp.arange(spec.blocks_per_call)))
@@ -474,9 +474,7 @@ def host_programs(spec: ProgramSpec) -> HostPrograms:
 
     def hessian_one(c, hp, seed, data, record):
         _COMPILES["host_hessian"] += 1
-        h = _hessian_metrics(spec, build(hp), c, data[0], data[1], seed, record, unroll=True)
-        nan = jnp.asarray(jnp.nan, dtype)
-        return {k: jnp.where(c["diverged"], nan, v) for k, v in h.items()}
+        return _hessian_metrics(spec, build(hp), c, data[0], data[1], seed, record, unroll=True)
 
     return HostPrograms(
         step=jax.jit(step, donate_argnums=0),

@@ -678,22 +678,19 @@ def train(
             if step_loop == "host":
                 carry, recs, wall, dt = train_host.run_chunk(spec, carry, hp, sd, data, n_train, n_calls, tick)
                 compile_s[0] += dt
-                return finish(n_valid, carry, recs, [0.0] + wall)
-            exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
-            compile_s[0] += dt
-            carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
-            recs = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
-            t0 = time.perf_counter()
-            wall = [0.0]
-            for i in range(n_calls):
-                carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
-                recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
-                wall += [time.perf_counter() - t0] * bpc
-                tick(1.0 / n_calls)
-        return finish(n_valid, carry, recs, wall)
-
-    def finish(n_valid, carry, recs, wall):
-        """The chunk's stored values from its records (``{curve: (models, records, ...)}`` each)."""
+                wall = [0.0] + wall
+            else:
+                exe, dt = compiled("block", prog, carry, hp, sd, data, np.int32(0), np.bool_(True))
+                compile_s[0] += dt
+                carry, m0 = exe(carry, hp, sd, data, np.int32(0), np.bool_(False))
+                recs = [jax.tree.map(lambda a: np.asarray(a)[:, -1:], m0)]
+                t0 = time.perf_counter()
+                wall = [0.0]
+                for i in range(n_calls):
+                    carry, m = exe(carry, hp, sd, data, np.int32(i), np.bool_(True))
+                    recs.append(jax.tree.map(np.asarray, m))  # host copy = synchronisation point
+                    wall += [time.perf_counter() - t0] * bpc
+                    tick(1.0 / n_calls)
         values = {k: np.concatenate([r[k] for r in recs], axis=1)[:n_valid] for k in recs[0]}
         values["wall_time"] = np.broadcast_to(np.array(wall), (n_valid, n_rec))
         values["diverged"] = np.asarray(carry["diverged"])[:n_valid]
