@@ -5,8 +5,9 @@ Layers, one direction only: ``optim`` (rules) → ``landscapes`` → ``run``
 :func:`open_result`) → ``training`` (:func:`train`) → ``tuning`` (:func:`tune`) → ``figures``.
 ``ode`` and ``control`` hold the continuous-time and control-theory counterparts.
 
-The entry points are plain functions at the top level; the heavier layers (xarray,
-zarr, flax, matplotlib) load on first use.
+The entry points are plain functions at the top level; every layer, JAX included, loads on
+first use, so ``import dynsim`` (and the CLI's start-up: its signal handlers, the first
+write of a sweep's source) takes a fraction of a second.
 """
 from __future__ import annotations
 
@@ -14,19 +15,18 @@ import importlib
 
 __version__ = "0.1.0"
 
-from dynsim import analysis, landscapes, optim  # noqa: E402
-from dynsim.run import Trajectory, simulate  # noqa: E402
-
 # name -> (module, attribute): entry points, loaded on first use
 _ENTRY_POINTS = {
+    "simulate": ("dynsim.run", "simulate"),
+    "Trajectory": ("dynsim.run", "Trajectory"),
     "sweep": ("dynsim.engine", "sweep"),
     "locate": ("dynsim.engine", "locate"),
     "open_result": ("dynsim.engine", "open_result"),
     "train": ("dynsim.training", "train"),
     "tune": ("dynsim.tuning", "tune"),
 }
-_LAZY_MODULES = ("engine", "ode", "control", "data", "training", "models", "tuning", "metrics", "figures",
-                 "bench", "cycles", "numerics")
+_LAZY_MODULES = ("analysis", "landscapes", "optim", "engine", "ode", "control", "data", "training", "models", "tuning", "metrics", "figures",
+                 "bench", "cycles", "numerics", "view")
 
 
 def __getattr__(name):
@@ -38,5 +38,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'dynsim' has no attribute {name!r}")
 
 
-__all__ = ["analysis", "landscapes", "optim", "simulate", "Trajectory", "__version__",
-           *_ENTRY_POINTS, *_LAZY_MODULES]
+__all__ = ["__version__", *_ENTRY_POINTS, *_LAZY_MODULES]
+
+
+def __dir__():
+    # the lazy entry points and modules too: dir(dynsim) and tab completion list them
+    return sorted(set(globals()) | set(__all__))

@@ -124,7 +124,9 @@ def numpy_reference(k_eta, momentum, sigma, steps: int, every: int = 32, window:
         rate = np.where(bad, np.nan, -acc_r)
         T = np.where(acc_T < 0, -1 / np.where(acc_T < 0, acc_T, -1), np.inf)
         log_state = E * ln2 + f32(0.5) * np.log(th * th + m * m)
-        diverged = bad | (log_state > math.log(1e6))
+        # the state, or the loss gap kθ²/2 (θ₀ = 1: its growth is θ_T²), grew by 1e6 (dynsim.metrics)
+        log_loss_growth = 2 * (E * ln2 + np.log(np.where(th != 0, np.abs(th), f32(1))))
+        diverged = bad | (log_state > math.log(1e6)) | ((th != 0) & (log_loss_growth > math.log(1e6)))
         return {
             "rate": rate,
             "rho": np.exp(-rate),

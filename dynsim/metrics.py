@@ -28,8 +28,12 @@ hyperparameters) and accumulates, per point, in the scan carry:
 ``final_loss``, ``final_distance``, ``log_distance``
     ``L(θ_T)``, ``‖θ_T − θ^*‖`` and its natural log (which never underflows).
 ``diverged``
-    NaN/inf met, or the state norm grew by more than ``divergence_factor``. A divergent
-    point only affects its own entries: every operation is per point.
+    NaN/inf met, or the state norm ‖(θ − θ*, u)‖ or the loss gap ``L − L*`` grew by more
+    than ``divergence_factor`` (1e6). A divergent point only affects its own entries: every
+    operation is per point.
+``floor_step``, ``flags``
+    where an unrescaled run reached its floating-point floor (below), and bit flags saying
+    why a metric is NaN (:data:`FLAGS`, :func:`describe_flags`).
 
 **Why renormalise.** In float32 a point with ρ = 0.5 underflows after ~150 steps and
 ``ln‖x‖`` becomes ``−inf``; a naive ratio of norms then reads "no decay" (a 2000-step σ*
@@ -45,13 +49,27 @@ the increment ``Δ_j = \ln\lVert x_{t_j}\rVert − \ln\lVert x_{t_{j-1}}\rVert``
 fixed linear combination ``Σ_j C_j Δ_j`` (``C_j = Σ_{i≥j} c_i`` for least-squares weights
 ``c_i``), summed in small, well-scaled terms.
 
-For nonlinear rules or landscapes (RMSProp, Adam, Rosenbrock, eq. (15)) rescaling would
-change the dynamics, so the state is *not* rescaled: ``ln‖x‖`` is tracked directly (with
-a max-abs prescale so squaring never underflows), and checkpoints below the precision
-floor ``floor_eps · ‖θ^*‖`` (θ − θ* cannot be resolved below it), below ``1e3·tiny`` (the
-subnormal range, where logs lose precision: long unrescaled runs reach it) or non-finite
-are masked out of the fits. If no late-window checkpoint survives, ``rate``
-falls back to the whole-run fit.
+For nonlinear rules or landscapes (RMSProp, Adam, Rosenbrock, eq. (15), every user loss)
+rescaling would change the dynamics, so the state is *not* rescaled: ``y`` is tracked directly
+(``ln‖x‖`` with a max-abs prescale so squaring never underflows) every ``every`` = 8 steps,
+and the series of ``y`` is kept (at most 1024 points per run). Checkpoints below a few ulps of
+θ* (``floor_eps``), in the subnormal range (``1e3·tiny``) or non-finite are masked.
+
+**The floating-point floor.** Near a minimiser θ* ≠ 0 the iterate stops moving a few ulps
+from θ* (about ``ulp(θ*)/(ηλ)``), so ``y`` stops falling at a floor set by the dtype; it does
+not underflow. A fit through the floor reads "slow", and the fastest runs reach it first.
+At the end of the run the floor is found from ``y`` alone, without θ* (:func:`_series_fit`):
+the run's fits then end where it began (``floor_step``; flag ``floor``). The floor cuts
+the series before a nearly degenerate slow pair of modes separates, so a floored run's
+``rate`` is that of its map *linearised at the floor point*: ``tangent_steps`` steps of
+the same step linearised there (``jax.linearize``), from the run's own last displacement well above the floor,
+renormalised, with the Hann-tapered slope accumulated at every step (:func:`_tangent_rate`;
+``tangent_steps`` defaults to the run's length, clipped to [256, 4096]: near critical
+damping the slow mode is ``t·λ^t`` and its ``1/t`` bias needs a long tangent).
+That is the asymptotic rate the run would show without rounding; it equals ``−ln ρ`` of
+the companion matrices of the Hessian's eigenvalues at θ* (see the tests). ``flags``
+(:data:`FLAGS`) says why a metric is NaN: too short a window, ``eps`` below the floor, a
+plateau above it.
 
 **Estimating the asymptotic rate near critical damping.** At critical damping the slow
 mode is ``t·λ^t`` (log-slope ``ln λ + 1/t``) and just below it the oscillation period
@@ -82,8 +100,11 @@ distance-based metrics (``steps_to_eps``, ``overshoot``, ``final_distance``,
 ``log_distance``) are unavailable. ``rate`` and ``timescale`` are then fitted to
 :math:`y_t = \tfrac12\ln(L(θ_t) − L^*)` when ``L*`` is known (``Landscape.min_loss``), else to
 :math:`\tfrac12\ln L(θ_t)` (the decay of the loss itself, right for losses whose infimum is
-0). The half makes the rate comparable: near a non-degenerate minimum
-:math:`L − L^* ≈ \tfrac12 xᵀHx ∝ \lVert x\rVert^2`. ``diverged`` compares the same ``y``.
+0; a loss that stops falling far above any float floor is flagged ``plateau``). The half
+makes the rate comparable: near a non-degenerate minimum
+:math:`L − L^* ≈ \tfrac12 xᵀHx ∝ \lVert x\rVert^2`. ``diverged`` also fires when the loss gap
+``L − L*`` grew by ``divergence_factor``, for every kind of problem. The definitions per kind
+of problem are tabulated in ``sweeps/README.md``.
 
 >>> import jax.numpy as jnp
 >>> from dynsim import optim, landscapes
@@ -123,10 +144,14 @@ __all__ = [
     "run_metrics",
     "can_renormalise",
     "available_metrics",
+    "series_bytes_per_point",
+    "FLAGS",
+    "describe_flags",
 ]
 
 METRICS: dict[str, str] = {
-    "rate": "asymptotic decay rate per step, -d ln|x|/dt (Hann-tapered fit over the late window)",
+    "rate": "asymptotic decay rate per step, -d ln|x|/dt (Hann-tapered fit over the late window, "
+            "before the float floor; floored runs: the map linearised at the floor point)",
     "rho": "contraction per step exp(-rate); estimates the spectral radius on quadratics",
     "timescale": "T of the exp(-t/T) envelope: -1/slope of ln|x| fitted over the whole run",
     "steps_to_eps": "first step after which |theta-theta*| <= eps*|theta0-theta*| for good (NaN: never)",
@@ -136,6 +161,8 @@ METRICS: dict[str, str] = {
     "log_distance": "natural log of |theta-theta*| at the last step (never underflows)",
     "diverged": "NaN/inf met, or the state grew by more than divergence_factor",
     "sharpness": "largest Hessian eigenvalue of the loss at the final look-ahead point theta + sigma*u (exact)",
+    "floor_step": "step at which the run reached its floating-point floor (the fits end there); NaN: not reached",
+    "flags": "bit flags, dynsim.metrics.FLAGS: 1 floor, 2 short fit, 4 eps below floor, 8 plateau, 16 NaN/inf",
 }
 #: Computed only on request (not in the default set): a dense d×d Hessian per point at the end.
 OPTIONAL_METRICS = ("sharpness",)
@@ -144,6 +171,8 @@ PER_STEP_METRICS = ("steps_to_eps", "overshoot")
 #: Metrics that need the minimiser θ*.
 DISTANCE_METRICS = ("steps_to_eps", "overshoot", "final_distance", "log_distance")
 _MIN_FIT_POINTS = 32  # fit checkpoints per run, at least (when renormalising)
+_MAX_SERIES = 1024  # fit checkpoints kept per point by the unrescaled fits, at most
+_UNRESCALED_EVERY = 8  # default checkpoint interval of unrescaled runs
 
 LINEAR_LANDSCAPES = frozenset({"quadratic", "quadratic_nd", "linear_regression"})
 
@@ -175,17 +204,22 @@ class MetricConfig(NamedTuple):
 
     Attributes:
       every: checkpoint (and renormalisation) interval in steps; ``None``: 32 in float32,
-        64 in float64 (float64 has the range for longer intervals).
+        64 in float64 when renormalising (float64 has the range for longer intervals), 8
+        for unrescaled runs (their fits need points before the floor).
       window: late-window fraction of the run used for ``rate``, in (0, 1].
       eps: relative distance for ``steps_to_eps``.
       divergence_factor: growth of the state norm that counts as divergence.
       renormalise: rescale the state by powers of two; ``"auto"``: exactly when the map is
         linear (:func:`can_renormalise`).
-      floor_eps: relative precision floor of the unrescaled fits (``None``: ``1e3·eps_mach``).
+      floor_eps: relative precision below which unrescaled checkpoints are masked
+        (``None``: ``4·eps_mach``; where runs really stall is found from the series).
       unroll: unroll factor of the per-step scan; ``None``: the platform's default
         (:func:`dynsim.engine.default_unroll`).
       pack: carry ``(θ, u)`` as one complex array when the rule has no inner state.
       fit_every: steps between fit points (:func:`fit_stride`).
+      tangent_steps: steps of the linearised map that give ``rate`` where an unrescaled run
+        reached its floating-point floor (:func:`_tangent_rate`); ``None``: ``steps``
+        clipped to [256, 4096]; 0: off (the rate is then fitted before the floor only).
     """
 
     every: int | None = None
@@ -197,6 +231,7 @@ class MetricConfig(NamedTuple):
     unroll: int | None = None
     pack: bool = True
     fit_every: int | None = None
+    tangent_steps: int | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> "MetricConfig":
@@ -209,7 +244,12 @@ class MetricConfig(NamedTuple):
 
     def resolved(self, steps: int, dtype, *, linear: bool, default_unroll: int = 4) -> "MetricConfig":
         """Defaults filled in and every value checked (ValueError naming the option)."""
-        every = self.every if self.every is not None else (64 if jnp.dtype(dtype) == jnp.float64 else 32)
+        renorm_default = linear if self.renormalise in (None, "auto") else bool(self.renormalise)
+        # Renormalising runs fold every `every` steps and fit sparsely (fit_stride); unrescaled
+        # runs only sample their series, finely enough to fit a run that reaches the float
+        # floor within ~100 steps (a loss evaluation per 8 steps costs a few % of the run).
+        every = self.every if self.every is not None else (
+            (64 if jnp.dtype(dtype) == jnp.float64 else 32) if renorm_default else _UNRESCALED_EVERY)
         unroll = self.unroll if self.unroll is not None else default_unroll
         try:
             every, unroll = int(every), int(unroll)
@@ -236,13 +276,31 @@ class MetricConfig(NamedTuple):
             renorm = bool(self.renormalise)
         else:
             raise ValueError(f"renormalise={self.renormalise!r} must be True, False or 'auto'")
+        tangent = self.tangent_steps
+        tangent = min(max(steps, 256), 4096) if tangent is None else int(tangent)
+        if tangent < 0:
+            raise ValueError(f"tangent_steps={self.tangent_steps} must be >= 0")
+        tangent = tangent // _UNRESCALED_EVERY * _UNRESCALED_EVERY
+        if 0 < tangent < 4 * _UNRESCALED_EVERY:
+            raise ValueError(f"tangent_steps={self.tangent_steps} must be 0 or at least {4 * _UNRESCALED_EVERY}")
         return self._replace(every=every, unroll=unroll, renormalise=renorm, window=float(self.window),
+                             tangent_steps=tangent,
                              eps=float(self.eps), divergence_factor=float(self.divergence_factor),
                              pack=bool(self.pack),
                              fit_every=None if self.fit_every is None else int(self.fit_every))
 
 
 # --------------------------------------------------------------------------- fit schedule
+
+
+def series_bytes_per_point(steps: int, cfg: MetricConfig, dtype, theta_dim: int) -> int:
+    """Bytes an unrescaled run carries per point beyond the state: its series of fit points and
+    the tangent's start (:func:`_series_fit`, :func:`_tangent_rate`); 0 when renormalising.
+    ``cfg`` is resolved (:meth:`MetricConfig.resolved`)."""
+    if cfg.renormalise:
+        return 0
+    n = len(fit_times(steps, cfg.every, False, False))
+    return (n + 6 * theta_dim) * np.dtype(dtype).itemsize
 
 
 def checkpoint_times(steps: int, every: int) -> np.ndarray:
@@ -265,14 +323,19 @@ def fit_stride(steps: int, every: int, renormalise: bool, per_step: bool, fit_ev
     ~2e-4 for 64-step and ~6e-4 for 128-step spacing (σ* refinement is unaffected:
     near the kink the oscillation period is long).
     """
+    intervals = steps // every
+    if not renormalise:
+        # The unrescaled fits keep the whole series of fit points (to cut it at the floor,
+        # :func:`_series_fit`): at most _MAX_SERIES of them, however long the run.
+        return max(1, -(-intervals // _MAX_SERIES))
     if fit_every is None:
-        if per_step or not renormalise:
+        if per_step:
             return 1
         fit_every = max(every, 64)
     stride = max(1, int(fit_every) // every)
-    if per_step or not renormalise:
-        stride = 1  # per-step accumulators and the unrescaled fits are folded at every interval
-    return max(1, min(stride, (steps // every) // _MIN_FIT_POINTS))
+    if per_step:
+        stride = 1  # the per-step accumulators are folded (rescaled) at every interval
+    return max(1, min(stride, intervals // _MIN_FIT_POINTS))
 
 
 def fit_times(steps: int, every: int, renormalise: bool, per_step: bool, fit_every: int | None = None) -> np.ndarray:
@@ -353,31 +416,113 @@ def _complex(a, b):
     return jax.lax.complex(a, b)
 
 
-class _Fits(NamedTuple):
-    """Running sums of a masked weighted least-squares fit of y against τ = t/steps."""
+#: Bit flags of the ``flags`` metric (:func:`describe_flags`).
+FLAGS: dict[str, tuple[int, str]] = {
+    "floor": (1, "the run reached its floating-point floor at floor_step; the fits end there"),
+    "short": (2, "too few usable fit checkpoints (before the floor) to fit rate/timescale: NaN"),
+    "eps_below_floor": (4, "steps_to_eps is NaN because eps*|theta0-theta*| lies below the floor"),
+    "plateau": (8, "the loss stopped decreasing far above the floating-point floor "
+                   "(L* is not 0? give min_loss): rate/timescale NaN"),
+    "nonfinite": (16, "NaN/inf met: every metric but diverged is NaN"),
+}
+# A flat tail: y (½ ln of the loss gap, or ln of the distance) fell by less than half of what
+# the rate fitted before it predicts. The floor starts where y first came within
+# _FLOOR_MARGIN of the tail's upper envelope (a factor 10 in distance, 100 in the loss gap:
+# there the floor's rounding moves y by < 0.5%); the fit ends at the checkpoint before.
+_FLOOR_MARGIN = math.log(10.0)
+_DISP_MARGIN = 2 * math.log(10.0)
 
-    s0: jax.Array
-    s1: jax.Array
-    s2: jax.Array
-    sy: jax.Array
-    sty: jax.Array
 
-    @classmethod
-    def zeros(cls, n, dtype):
-        z = jnp.zeros((n,), dtype)
-        return cls(z, z, z, z, z)
+def describe_flags(value) -> list[str]:
+    """The names of the bits set in a ``flags`` value (:data:`FLAGS`).
 
-    def add(self, w, tau, y, ok):
-        w = jnp.where(ok, w, 0.0)
-        y = jnp.where(ok, y, 0.0)
-        return _Fits(self.s0 + w, self.s1 + w * tau, self.s2 + w * tau * tau,
-                     self.sy + w * y, self.sty + w * tau * y)
+    >>> describe_flags(FLAGS["floor"][0] | FLAGS["eps_below_floor"][0])
+    ['floor', 'eps_below_floor']
+    """
+    v = int(value)
+    return [name for name, (bit, _) in FLAGS.items() if v & bit]
 
-    def slope(self, steps: int):
-        den = self.s0 * self.s2 - self.s1 * self.s1
-        num = self.s0 * self.sty - self.s1 * self.sy
-        good = den > 1e-12 * self.s0 * self.s0
-        return jnp.where(good, num / jnp.where(good, den, 1.0), jnp.nan) / steps
+
+def _window_slope(ys, valid, times, j_end, steps: int, window: float | None):
+    """Weighted least-squares slope of ``ys`` (n, P) against ``t`` per point, ending at ``j_end``.
+
+    ``window=None``: uniform weights over ``[0, t_end]`` (``timescale``); else the Hann
+    taper over the times in ``[t_end(1 − window), t_end]``, exactly
+    :func:`dynsim.numerics.hann_window_weights` with ``steps = t_end``. Masked points get
+    weight 0; fewer than 3 weighted points give NaN.
+    """
+    n, _ = ys.shape
+    dtype = ys.dtype
+    t = jnp.asarray(times, dtype)[:, None]
+    idx = jnp.arange(n)[:, None]
+    t_end = jnp.take(jnp.asarray(times, dtype), j_end)[None, :]
+    upto = idx <= j_end[None, :]
+    if window is None:
+        w = upto.astype(dtype)
+    else:
+        inside = upto & (t >= t_end * (1.0 - window) - 1e-9)
+        n_in = jnp.sum(inside, axis=0)
+        first = jnp.argmax(inside, axis=0)
+        span = t_end[0] - jnp.take(jnp.asarray(times, dtype), first)
+        rank = (idx - first[None, :]).astype(dtype)
+        h = jnp.sin(jnp.pi * (rank + 0.5) / jnp.maximum(n_in, 1)[None, :].astype(dtype)) ** 2
+        w = jnp.where(inside, jnp.where((span > 0)[None, :], h, 1.0), 0.0).astype(dtype)
+    w = jnp.where(valid, w, 0.0)
+    y = jnp.where(valid, ys, 0.0)
+    tau = t / steps
+    s0, s1, s2 = jnp.sum(w, 0), jnp.sum(w * tau, 0), jnp.sum(w * tau * tau, 0)
+    sy, sty = jnp.sum(w * y, 0), jnp.sum(w * tau * y, 0)
+    den = s0 * s2 - s1 * s1
+    num = s0 * sty - s1 * sy
+    good = (den > 1e-12 * s0 * s0) & (jnp.sum(w > 0, 0) >= 3)
+    return jnp.where(good, num / jnp.where(good, den, 1.0), jnp.nan) / steps
+
+
+def _series_fit(ys, times, steps: int, window: float):
+    r"""The unrescaled fits, cut at the floating-point floor.
+
+    Returns ``(rate slope, T slope, floored, j_end, tail envelope, stalled)`` per point.
+
+    ``ys`` (n, P): ``y − y_init`` at the fit checkpoints, NaN where masked. Near a
+    minimiser θ* ≠ 0 the iterate stops moving at a few ulps of θ*, so ``y`` stops falling
+    at a floor (it does not underflow); fitting through it reads "slow". The floor is found
+    from ``y`` alone: the tail (last 1/16 of the checkpoints) is *flat* when its upper
+    envelope fell, against the block before it, by less than half of what the rate fitted
+    up to the floor's start predicts; the floor then starts at the first checkpoint within
+    :data:`_FLOOR_MARGIN` of the tail's envelope. Upper envelopes ignore the downward
+    spikes of oscillations (zero crossings). A run whose tail has no usable point (exact
+    zeros, the subnormal range) ends at its last usable checkpoint. Floored runs are
+    fitted over ``[0, t_end]`` and the late window of it; the others over the whole run,
+    exactly as before.
+    """
+    n = ys.shape[0]
+    valid = jnp.isfinite(ys)
+    idx = jnp.arange(n)[:, None]
+    m = max(2, -(-(n - 1) // 16))
+    env = jnp.where(valid, ys, -jnp.inf)
+    tail = jnp.max(env[n - m:], axis=0)
+    prev = jnp.max(env[max(0, n - 2 * m): n - m], axis=0) if n >= m + 1 else tail
+    tail_ok = tail > -jnp.inf
+    last_valid = jnp.max(jnp.where(valid, idx, -1), axis=0)
+    near = jnp.argmax(valid & (ys <= tail[None, :] + _FLOOR_MARGIN), axis=0)
+    j_cand = jnp.where(tail_ok, jnp.maximum(near - 1, 0), jnp.maximum(last_valid, 0))
+    s_cand = _window_slope(ys, valid, times, j_cand, steps, window)
+    gap = float(np.mean(times[n - m:]) - np.mean(times[max(0, n - 2 * m): n - m])) if n >= m + 1 else 0.0
+    expected = jnp.where(jnp.isfinite(s_cand) & (s_cand < 0), -s_cand * gap, 2 * _FLOOR_MARGIN)
+    flat = (prev - tail) < 0.5 * expected
+    # A floor lies far below the start: at least 2·margin (a factor 100 in distance) and
+    # √eps (¼ ln eps: the stagnation floors, ulp(θ*)/(ηλ), lie far lower). A run that barely
+    # moved, or that slows down in a nonlinear valley far above the floor, is fitted whole.
+    fell = tail < min(-2 * _FLOOR_MARGIN, 0.25 * math.log(float(jnp.finfo(ys.dtype).eps)))
+    floored = jnp.where(tail_ok, (j_cand < n - m) & flat & fell, last_valid >= 0)
+    j_end = jnp.where(floored, j_cand, n - 1)
+    s_rate = jnp.where(floored, s_cand, _window_slope(ys, valid, times, j_end, steps, window))
+    s_T = _window_slope(ys, valid, times, j_end, steps, None)
+    # Stopped decreasing although the run as a whole fell: the tail fell by less than 2% of
+    # what the whole-run slope predicts (a run slowing down in a valley still falls by more).
+    s_all = _window_slope(ys, valid, times, jnp.full_like(j_end, n - 1), steps, None)
+    stalled = tail_ok & (s_all < 0) & ((prev - tail) < 0.02 * -s_all * gap)
+    return s_rate, s_T, floored, j_end, tail, stalled
 
 
 # --------------------------------------------------------------------------- the kernel's pieces
@@ -401,6 +546,7 @@ class _Kernel(NamedTuple):
     loss_star: Any  # (P,) L*, or None (taken as 0) in loss mode
     dhat: Any
     y_init: Any
+    log_gap0: Any  # ln(L(θ₀) − L*) (L* = 0 when unknown): the loss side of `diverged`
     floor: Any
     thr_abs: Any
 
@@ -497,8 +643,20 @@ def _fit_point(kern: _Kernel, zs, acc, xj):
     else:
         y = kern.observable(x, u)
         ok = (y > kern.floor) & (y < jnp.inf)
-        acc["fr"] = acc["fr"].add(xj["wr"], xj["tau"], y - kern.y_init, ok)
-        acc["fT"] = acc["fT"].add(xj["wT"], xj["tau"], y - kern.y_init, ok)
+        row = jnp.where(ok, y - kern.y_init, jnp.nan).astype(kern.dtype)[None]
+        acc["ys"] = jax.lax.dynamic_update_slice_in_dim(acc["ys"], row, xj["j"], axis=0)
+        # The tangent's start (_tangent_rate): a displacement over one interval taken well above
+        # the floor (near it, rounding noise excites every mode). `cand` is the displacement at
+        # the last record low; it is committed to `disp` once y has fallen _DISP_MARGIN below
+        # it, so at the end `disp` lies _DISP_MARGIN to twice that above the lowest y reached.
+        px, pu = acc["prev"]
+        d_new = (x - px, u - pu)
+        fall = ok & (y < acc["rec"] - _DISP_MARGIN)
+        sel = lambda c, new, old: jax.tree.map(lambda a, b: jnp.where(_bcast(c, a), a, b), new, old)  # noqa: E731
+        acc["disp"] = sel(fall, acc["cand"], acc["disp"])
+        acc["cand"] = sel(fall, d_new, acc["cand"])
+        acc["rec"] = jnp.where(fall, y, acc["rec"])
+        acc["prev"] = (x, u)
     return acc
 
 
@@ -515,11 +673,12 @@ def _fit_schedule(steps: int, cfg: MetricConfig, per_step: bool, dtype):
         "wr": jnp.asarray(w_rate[1:].astype(npd)),
         "wT": jnp.asarray(w_T[1:].astype(npd)),
         "tau": jnp.asarray((times[1:] / steps).astype(npd)),
+        "j": jnp.arange(1, len(times), dtype=jnp.int32),
     }
-    return stride, xs, w_rate, w_T
+    return stride, xs, times, w_rate, w_T
 
 
-def _init_accumulators(kern: _Kernel, x0, u0, inner0, w_rate, w_T):
+def _init_accumulators(kern: _Kernel, x0, u0, inner0, n_times: int):
     P, dtype = kern.P, kern.dtype
     zeros = jnp.zeros((P,), dtype)
     if kern.renormalise:
@@ -532,11 +691,13 @@ def _init_accumulators(kern: _Kernel, x0, u0, inner0, w_rate, w_T):
         # acc: (rate, T) slope accumulators; he: (ln‖state‖ and exponent at the last fit point)
         acc = {"acc": _complex(zeros, zeros), "he": _complex(hl0, E0), "E": E0}
     else:
-        ok0 = kern.y_init > kern.floor
-        acc = {
-            "fr": _Fits.zeros(P, dtype).add(jnp.asarray(w_rate[0], dtype), 0.0, zeros, ok0),
-            "fT": _Fits.zeros(P, dtype).add(jnp.asarray(w_T[0], dtype), 0.0, zeros, ok0),
-        }
+        # ys[j]: y − y_init at fit checkpoint j (NaN where masked), cut at the floor at the end
+        ok0 = (kern.y_init > kern.floor) & (kern.y_init < jnp.inf)
+        ys = jnp.full((n_times, P), jnp.nan, dtype)
+        acc = {"ys": ys.at[0].set(jnp.where(ok0, 0.0, jnp.nan).astype(dtype)),
+               "rec": jnp.where(ok0, kern.y_init, jnp.inf).astype(dtype),
+               "prev": (x0, u0), "disp": (jnp.zeros_like(x0), jnp.zeros_like(u0)),
+               "cand": (jnp.zeros_like(x0), jnp.zeros_like(u0))}
     if kern.per_step:
         # (last step above eps, overshoot in the current interval's scale)
         acc["ps"] = _complex(jnp.full((P,), -1.0, dtype), zeros)
@@ -567,7 +728,8 @@ def _scan_run(kern: _Kernel, cfg: MetricConfig, steps: int, carry, stride: int, 
 
         def one(c, _):
             zs, inner, count, acc = _run_steps(kern, *c, every, unroll)
-            zs, inner, acc = _renorm(kern, zs, inner, acc)
+            if kern.renormalise:
+                zs, inner, acc = _renorm(kern, zs, inner, acc)
             return (zs, inner, count, acc), None
 
         zs, inner, count, acc = jax.lax.scan(one, carry, None, length=stride)[0]
@@ -580,7 +742,82 @@ def _scan_run(kern: _Kernel, cfg: MetricConfig, steps: int, carry, stride: int, 
     return carry
 
 
-def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc, inner, count) -> dict:
+def _tangent_rate(kern: _Kernel, zs, inner, count, theta0, disp, tangent_steps: int, window: float):
+    r"""Rate of the optimizer's map *linearised at the run's final point*, by power iteration.
+
+    A run that reached its floating-point floor sits within a few ulps of θ*, where the map
+    is linear to within rounding: its Jacobian there (the companion matrix of the Hessian's
+    eigenvalues, for the momentum maps) sets the asymptotic rate. The floor cuts the loss
+    series before a nearly degenerate slow pair of modes separates (float32 resolves ~13
+    e-folds of the distance at θ* = (1, 1)); the tangent has no floor. The very same step
+    (user optax transformations included) is linearised once at the final point
+    (``jax.linearize``) and the tangent is pushed through it, started from the run's last displacement that still lowered the loss (its
+    slowest modes, already separated by the run; ``θ₀ − θ_T`` if there is none), rescaled by exact
+    powers of two every ``_UNRESCALED_EVERY`` steps, and ``ln‖(dθ, du)‖`` is fitted with
+    the late-window Hann taper, like ``rate``.
+    """
+    P, dtype = kern.P, kern.dtype
+    x, u = kern.unpack(zs)
+    leaves, treedef = jax.tree.flatten(inner)
+    is_f = [jnp.issubdtype(v.dtype, jnp.inexact) for v in leaves]
+
+    def step(xf, uf, fl, rest, cnt):
+        it = iter(fl)
+        jt = iter(rest)
+        inn = jax.tree.unflatten(treedef, [next(it) if f else next(jt) for f in is_f])
+        x2, u2, inn2 = kern.step(xf, uf, inn, cnt)
+        l2 = jax.tree.leaves(inn2)
+        return (x2, u2, [v for v, f in zip(l2, is_f) if f]), [v for v, f in zip(l2, is_f) if not f]
+
+    fl = [v for v, f in zip(leaves, is_f) if f]
+    rest = [v for v, f in zip(leaves, is_f) if not f]
+    moved = _max_abs(disp, P) > 0
+    dx = jnp.where(_bcast(moved, x), disp[0], theta0 - x)
+    du = jnp.where(_bcast(moved, u), disp[1], 0.0)
+    tan = (dx, du, [jnp.zeros_like(v) for v in fl])
+    every = _UNRESCALED_EVERY
+    n_rec = tangent_steps // every
+    # Sampled at every step (an under-damped pair aliases into a sparser series): the
+    # Hann-weighted slope is accumulated online as Σ C_t (y_t − y_{t−1}) (fit_weights).
+    times = np.arange(tangent_steps + 1, dtype=np.float64)
+    C = jnp.asarray(fit_weights(times, hann_window_weights(times, tangent_steps, window)).reshape(n_rec, every),
+                    dtype)
+
+    def norm_tangent(t, E):
+        a = _max_abs(t, P)
+        ok = (a > 0) & (a < jnp.inf)
+        e = jnp.where(ok, _exponent(jnp.where(ok, a, 1.0)), 0)
+        return jax.tree.map(lambda v: _scale(v, _pow2(-e, dtype)), t), E + e.astype(dtype)
+
+    def log_norm(t, E):
+        return E * math.log(2.0) + 0.5 * jnp.log(_sum_sq(t, P))
+
+    # The map linearised once at the floor point (jax.linearize): each tangent step then costs
+    # only the linear part, not a primal step as well.
+    lin = jax.linearize(lambda a, b, f_: step(a, b, f_, rest, count)[0], x, u, fl)[1]
+
+    def interval(c, Cj):
+        (t, E, y_prev, acc) = c
+
+        def one(cc, Ck):
+            t, y_prev, acc = cc
+            t = lin(*t)
+            y = log_norm(t, E)
+            return (t, y, acc + Ck * (y - y_prev)), None
+
+        (t, y_prev, acc) = jax.lax.scan(one, (t, y_prev, acc), Cj)[0]
+        t, E = norm_tangent(t, E)
+        return (t, E, y_prev, acc), None
+
+    tan, E0 = norm_tangent(tan, jnp.zeros((P,), dtype))
+    zeros = jnp.zeros((P,), dtype)
+    c = jax.lax.scan(interval, (tan, E0, log_norm(tan, E0), zeros), C)[0]
+    slope = c[-1]  # per step: fit_weights is in the units of `times`
+    return -slope
+
+
+def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc, inner, count, times,
+              theta0) -> dict:
     """The requested metrics from the final state and accumulators."""
     P, dtype = kern.P, kern.dtype
     want = set(metrics)
@@ -596,31 +833,64 @@ def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc
         y_final = scale_log + _log_norm((x, u), P)
         rate = jnp.where(zero, jnp.inf, -slope_rate)
         slope_T = jnp.where(zero, -jnp.inf, slope_T)
+        floored = jnp.zeros((P,), bool)
+        unfit = jnp.zeros((P,), bool)
+        plateau = jnp.zeros((P,), bool)
     else:
-        s_rate, slope_T = acc["fr"].slope(steps), acc["fT"].slope(steps)
-        # Too few late checkpoints above the precision floor: use the whole-run fit.
-        rate = -jnp.where(jnp.isfinite(s_rate), s_rate, slope_T)
+        s_rate, slope_T, floored, j_end, tail, stalled = _series_fit(acc["ys"], times, steps, cfg.window)
+        t_end = jnp.take(jnp.asarray(times, dtype), j_end)
+        # In loss mode a floor far above the float floor is a plateau: L → L* ≠ 0 (no min_loss
+        # given), a saddle or a flat region; y is ½ ln(gap/gap₀) there, so the threshold is a
+        # gap ratio of √eps, far above any stagnation floor (ulps of θ*, squared).
+        plateau = (stalled & (tail > 0.25 * math.log(float(jnp.finfo(dtype).eps)))
+                   if kern.loss_mode else jnp.zeros((P,), bool))
+        rate = -s_rate
+        if cfg.tangent_steps and want & {"rate", "rho"}:
+            use = floored & ~plateau & jnp.isfinite(_max_abs((x, u), P))
+            # a real branch (lax.map over blocks): blocks with no floored point skip it
+            r_tan = jax.lax.cond(jnp.any(use),
+                                 lambda: _tangent_rate(kern, zs, inner, count, theta0, acc["disp"],
+                                                       cfg.tangent_steps,
+                                                       cfg.window),
+                                 lambda: jnp.full((P,), jnp.nan, dtype))
+            rate = jnp.where(use, r_tan, rate)
+        unfit = ~jnp.isfinite(rate) | plateau
+        rate = jnp.where(unfit, jnp.nan, rate)
+        slope_T = jnp.where(plateau, jnp.nan, slope_T)
         y_final = kern.observable(x, u)
         if not kern.loss_mode:
             log_dist = _log_norm(x - kern.minimum, P)
-    final_loss = None
-    if kern.loss_mode or "final_loss" in want:
-        final_loss = kern.loss(kern.minimum + x if (kern.renormalise and not kern.zero_min) else x)
-    bad = ~state_ok
-    if kern.loss_mode:  # a finite state can still give a non-finite loss
-        bad = bad | ~jnp.isfinite(final_loss)
-    T = jnp.where(slope_T < 0, -1.0 / jnp.where(slope_T < 0, slope_T, -1.0), jnp.inf)
-    diverged = bad | (y_final - kern.y_init > math.log(cfg.divergence_factor))
+    final_loss = kern.loss(kern.minimum + x if (kern.renormalise and not kern.zero_min) else x)
+    bad = ~state_ok | ~jnp.isfinite(final_loss)  # a finite state can still give a non-finite loss
+    T = jnp.where(slope_T < 0, -1.0 / jnp.where(slope_T < 0, slope_T, -1.0),
+                  jnp.where(jnp.isnan(slope_T), jnp.nan, jnp.inf))
+    # Divergence: the state (θ* known) or the loss gap L − L* grew by divergence_factor.
+    # The loss gap of a renormalised run is compared in log space (it may lie below the range).
+    excess = final_loss - kern.loss_star if kern.loss_star is not None else final_loss
+    lx = jnp.log(jnp.where(excess > 0, excess, 1.0)) + (2 * scale_log if kern.renormalise else 0.0)
+    grew = (excess > 0) & (lx - kern.log_gap0 > math.log(cfg.divergence_factor))
+    diverged = bad | grew | (y_final - kern.y_init > math.log(cfg.divergence_factor))
+    settled = None
+    if kern.settle:
+        last = jnp.real(acc["ps"])
+        settled = (last < steps) & ~bad
     if "rate" in want:
         out["rate"] = jnp.where(bad, nanf, rate)
     if "rho" in want:
         out["rho"] = jnp.where(bad, nanf, jnp.exp(-rate))
     if "timescale" in want:
         out["timescale"] = jnp.where(bad, nanf, T)
+    if "floor_step" in want:
+        out["floor_step"] = jnp.where(floored & ~bad, t_end, nanf) if not kern.renormalise else jnp.full((P,), nanf)
+    if "flags" in want:
+        bit = {k: v[0] for k, v in FLAGS.items()}
+        f = (jnp.where(floored & ~bad, bit["floor"], 0) | jnp.where(unfit & ~plateau & ~bad, bit["short"], 0)
+             | jnp.where(plateau & ~bad, bit["plateau"], 0) | jnp.where(bad, bit["nonfinite"], 0))
+        if settled is not None:
+            f = f | jnp.where(floored & ~settled & ~bad, bit["eps_below_floor"], 0)
+        out["flags"] = f.astype(dtype)
     if kern.settle:
-        last = jnp.real(acc["ps"])
-        done = (last < steps) & ~bad
-        out["steps_to_eps"] = jnp.where(done, last + 1, nanf)
+        out["steps_to_eps"] = jnp.where(settled, last + 1, nanf)
     if kern.over:
         ld0 = jnp.log(jnp.where(d0 > 0, d0, 1.0))
         ov_true = jnp.exp(acc["lov"] - ld0) if kern.renormalise else jnp.imag(acc["ps"]) / jnp.exp(ld0)
@@ -632,8 +902,6 @@ def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc
     if "final_loss" in want:
         fl = final_loss
         if kern.renormalise:  # the excess loss in log space: it may lie far below the float range
-            excess = final_loss - kern.loss_star
-            lx = jnp.log(jnp.where(excess > 0, excess, 1.0)) + 2 * scale_log
             fl = kern.loss_star + jnp.where(excess > 0, jnp.exp(lx), 0.0)
         out["final_loss"] = jnp.where(bad, nanf, fl)
     if "sharpness" in want:
@@ -762,14 +1030,17 @@ def run_metrics(
 
     # ---- initial state
     u0 = jnp.zeros_like(theta0)
-    fe = cfg.floor_eps if cfg.floor_eps is not None else float(1e3 * jnp.finfo(dtype).eps)
+    # Below a few ulps of θ* (or of L*) differences are rounding noise; where the run really
+    # stalls (ulp(θ*)/(ηλ) and more) is found from the series itself (_series_fit).
+    fe = cfg.floor_eps if cfg.floor_eps is not None else float(4 * jnp.finfo(dtype).eps)
     # Below ~1e3·tiny the state (or loss) is subnormal and its log loses precision: such
     # checkpoints are masked like those below the precision floor (unrescaled runs only).
     tiny_floor = math.log(float(jnp.finfo(dtype).tiny) * 1e3)
+    star = jnp.zeros((P,), dtype) if loss_star is None else loss_star
+    gap0 = vloss(hp_b, lp_b, theta0) - star
+    log_gap0 = jnp.log(jnp.where(gap0 > 0, gap0, jnp.nan))
     if loss_mode:
         d0, dhat, x0 = None, None, theta0
-        star = jnp.zeros((P,), dtype) if loss_star is None else loss_star
-        gap0 = vloss(hp_b, lp_b, theta0) - star
         y_init = 0.5 * jnp.log(jnp.where(gap0 > 0, gap0, jnp.nan))
         floor = jnp.maximum(0.5 * jnp.log(fe * jnp.abs(star)), 0.5 * tiny_floor)  # L* = 0: the range alone
     else:
@@ -786,10 +1057,10 @@ def run_metrics(
         step=lambda x, u, inner, count: vstep(hp_b, lp_b, minimum, x, u, inner, count),
         loss=lambda x: vloss(hp_b, lp_b, x),
         sharpness=lambda th, u, inner, count: vsharp(hp_b, lp_b, th, u, inner, count), minimum=minimum, loss_star=loss_star, dhat=dhat,
-        y_init=y_init, floor=floor, thr_abs=None if d0 is None else cfg.eps * d0,
+        y_init=y_init, log_gap0=log_gap0, floor=floor, thr_abs=None if d0 is None else cfg.eps * d0,
     )
-    stride, xs, w_rate, w_T = _fit_schedule(steps, cfg, kern.per_step, dtype)
-    x0, inner0, acc = _init_accumulators(kern, x0, u0, inner0, w_rate, w_T)
+    stride, xs, times, _, _ = _fit_schedule(steps, cfg, kern.per_step, dtype)
+    x0, inner0, acc = _init_accumulators(kern, x0, u0, inner0, len(times))
     carry = (kern.pack(x0, u0), inner0, jnp.zeros((), jnp.int32), acc)
     zs, inner, count, acc = _scan_run(kern, cfg, steps, carry, stride, xs)
-    return _finalise(kern, metrics, steps, cfg, d0, zs, acc, inner, count)
+    return _finalise(kern, metrics, steps, cfg, d0, zs, acc, inner, count, times, theta0)

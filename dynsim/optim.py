@@ -33,6 +33,22 @@ check the two agree to rounding.
 tracers; nothing branches on their values, so ``jax.vmap`` over a grid of
 (η, μ, σ) compiles once (blackjax #215/#276, optax #577). Concrete values are
 validated at construction and a bad one raises ``ValueError`` quoting the call.
+
+**One policy for ranges.** A factory refuses only values at which its map is not
+defined: a negative or non-finite learning rate, an EMA decay outside ``[0, 1)`` (Adam's
+bias correction divides by ``1 - β^t``), a non-number. Values at which the map is defined
+but unstable (momentum ``μ ≥ 1``, any ``σ``, a learning rate past ``2/k``) are accepted,
+here, in :func:`dynsim.sweep` grids and in :func:`dynsim.train` grids alike: studying
+where dynamics diverge is what sweeps are for, and such points come back flagged
+``diverged`` (their rates are still computed). Sweeps and training check a grid by
+calling the factory at each axis's extremes, so they refuse exactly what the factory
+refuses.
+
+>>> rule = super_accelerated(0.1, 1.2, 1.0)   # unstable but defined: accepted
+>>> super_accelerated(-0.1, 0.9, 1.0)
+Traceback (most recent call last):
+...
+ValueError: super_accelerated(learning_rate=-0.1, momentum=0.9, sigma=1.0): learning_rate=-0.1 must be in >=0
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ curves and per-model summaries are written to the store (:mod:`dynsim.engine.sto
 soon as it finishes, then logged. A sweep killed at any moment resumes where it stopped
 (no chunk lost, none repeated) and gives the same store as an uninterrupted run, bit for
 bit, except ``wall_time``, which records this run's clock. ``jax.distributed`` runs use the
-recipe of :mod:`dynsim.engine.runner` (``chunks=slice(process_index, None, process_count)``).
+recipe of :mod:`dynsim.engine.runner` (``chunks=slice(process_index, None, process_count)``)
+and its directory locks.
 
 What is trained is the caller's business (:func:`dynsim.train`): this module only needs a
 :class:`ModelJob`, whose ``run_chunk`` trains a contiguous range of models.
@@ -81,10 +82,11 @@ def _layout_for(job: ModelJob, n_devices: int) -> _layout.Layout:
 def run_models(job: ModelJob, *, out=None, devices: int | None = None, chunks: slice | None = None,
                progress: bool = True, stop_after: int | None = None, resume_only: bool = False,
                source: Mapping | None = None, source_text: str | None = None):
-    """Run (or resume) a training sweep; return its ``xarray.Dataset`` (``attrs["complete"]``)."""
-    import jax
-    import xarray as xr
+    """Run (or resume) a training sweep; return its ``xarray.Dataset`` (``attrs["complete"]``).
 
+    ``out`` is locked while written (:func:`dynsim.engine.store.writing`); errors as
+    :func:`dynsim.engine.runner.run_plan`.
+    """
     all_devs = local_devices()
     n_dev = len(all_devs) if devices is None else int(devices)
     if not 1 <= n_dev <= len(all_devs):
@@ -92,6 +94,27 @@ def run_models(job: ModelJob, *, out=None, devices: int | None = None, chunks: s
     layout = _layout_for(job, n_dev)
     layout_meta = {"axis": layout.axis, "block": layout.block, "n_chunks": layout.n_chunks}
     out = None if out is None else pathlib.Path(out)
+    if out is None:
+        return _run_models_locked(job, layout, layout_meta, n_dev, out=None, chunks=chunks, progress=progress,
+                                  stop_after=stop_after, resume_only=resume_only, source=source,
+                                  source_text=source_text)
+    from dynsim.engine.runner import lock_key, writing_store
+
+    if resume_only and not (out / _store.CONFIG).exists():
+        _store.prepare(out, job.config, layout_meta, resume_only=True)  # raises, saying what is there
+    with writing_store(out, lock_key(chunks, layout.n_chunks), layout.n_chunks):
+        return _run_models_locked(job, layout, layout_meta, n_dev, out=out, chunks=chunks, progress=progress,
+                                  stop_after=stop_after, resume_only=resume_only, source=source,
+                                  source_text=source_text)
+
+
+def _run_models_locked(job, layout, layout_meta, n_dev, *, out, chunks, progress, stop_after, resume_only, source,
+                       source_text):
+    import jax
+    import xarray as xr
+
+    from dynsim.engine.runner import create_or_check
+
     done: set[int] = set()
     if out is not None:
         if (out / _store.CONFIG).exists():
@@ -100,21 +123,26 @@ def run_models(job: ModelJob, *, out=None, devices: int | None = None, chunks: s
             if kind != "train":
                 raise ValueError(f"out={str(out)!r} holds a landscape sweep, not a training sweep; choose another "
                                  "directory. Nothing was changed.")
-        _store.prepare(out, job.config, layout_meta, resume_only=resume_only, source_text=source_text)
-        if (out / _store.CONFIG).exists():
+
+        def check():
             g = _store.open_group(out)
             for v in job.variables:
                 if v.name not in g:
                     raise _store.CorruptStoreError(f"result store {out} is corrupt: variable {v.name!r} is missing")
-            done = _store.read_done(out, layout.n_chunks)
-            _store.check_chunks(out, g, [v.name for v in job.variables], len(done))
-        else:
+            found = _store.read_done(out, layout.n_chunks)
+            _store.check_chunks(out, g, [v.name for v in job.variables], len(found))
+            return found
+
+        def create():
             meta = {"sweep": job.config, "layout": layout_meta}
             if source is not None:
                 meta["source"] = json.loads(json.dumps(source, default=str))
             _store.create(out, job.coords, job.grid_dims, job.variables, layout.zarr_chunks(), job.attrs, meta)
+
+        done = create_or_check(out, layout.n_chunks, lambda: _store.prepare(
+            out, job.config, layout_meta, resume_only=resume_only, source_text=source_text), check, create)
         write = _store.Writer(out, [v.name for v in job.variables],
-                              jax.process_index() if jax.process_count() > 1 else None)
+                              jax.process_index() if jax.process_count() > 1 else None, layout.n_chunks)
     else:
         sizes = {k: len(v) for k, (d, v) in job.coords.items() if len(d) == 1 and d[0] == k}
         results = {v.name: np.full(tuple(sizes[d] for d in v.dims), v.fill, dtype=v.dtype) for v in job.variables}
@@ -137,6 +165,11 @@ def run_models(job: ModelJob, *, out=None, devices: int | None = None, chunks: s
         bar = tqdm(total=job.n_models, initial=sum(layout.chunk(i)[1] for i in done), unit="model",
                    desc=f"train {job.config.get('optimizer', '')} x{job.n_models}", file=sys.stderr,
                    dynamic_ncols=True, bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]")
+    from dynsim.engine.execute import ProgressLog
+
+    plog = None if bar is not None or not todo else ProgressLog(
+        f"train {job.config.get('optimizer', '')}", job.n_models, sum(layout.chunk(i)[1] for i in done),
+        layout.n_chunks, layout.n_chunks - len(todo), "models")
     t0, steps_done, n_run = time.perf_counter(), 0.0, 0
     try:
         for i in todo:
@@ -153,6 +186,8 @@ def run_models(job: ModelJob, *, out=None, devices: int | None = None, chunks: s
             values = job.run_chunk(start, n_valid, layout.padded, sharding, tick)
             write(i, region, values)
             n_run += 1
+            if plog is not None:
+                plog.update(n_valid)
             if stop_after is not None and n_run >= stop_after:
                 break
     finally:

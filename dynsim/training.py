@@ -323,6 +323,19 @@ def _data_digest(*arrays) -> str:
     return h.hexdigest()
 
 
+def _check_model_traceable(model: Model, input_shape, dtype) -> None:
+    """Trace the model's init and loss as the compiled program will: Python control flow on the
+    inputs or parameters (``if x[0] > 0:``) is named as such, not as a JAX internal error."""
+    from dynsim.engine.plan import traced_control_flow
+
+    x = jnp.zeros((2, *input_shape), dtype)
+    try:
+        params = jax.eval_shape(lambda: model.module.init(jax.random.PRNGKey(0), x))["params"]
+        jax.eval_shape(lambda p: model.loss_fn(p, x, jnp.zeros(2, jnp.int32)), params)
+    except jax.errors.ConcretizationTypeError as e:
+        raise ValueError(traced_control_flow(f"model={model.name!r}: its forward pass", e, "x")) from None
+
+
 def _model_digest(model: Model, input_shape, dtype) -> str:
     x = jnp.zeros((2, *input_shape), dtype)
     params = jax.eval_shape(lambda: model.module.init(jax.random.PRNGKey(0), x))["params"]
@@ -535,6 +548,7 @@ def train(
         input_shape=tuple(xtr.shape[1:]), dtype=dtype, hessian_every=hessian_every, hessian_k=hessian_k,
         hessian_iters=hessian_iters, hessian_at=hessian_at,
     )
+    _check_model_traceable(model, spec.input_shape, dtype)
     n_models = len(points) * len(seed_list)
     np_dtype = np.dtype(dtype)
     data_bytes = sum(np.asarray(a).nbytes for a in (xtr, ytr, xte, yte)) * (np_dtype.itemsize / 4)
@@ -717,6 +731,44 @@ def train(
 PROBLEM_KEYS = {"model", "dataset", "steps", "epochs", "batch_size", "seeds", "metrics_every", "eval_on",
                 "train_subset", "test_subset", "eval_batch", "dtype", "memory_fraction", "data_placement",
                 "hessian_every", "hessian_k", "hessian_iters", "hessian_at", "thresholds"}
+
+
+def estimate_config(cfg: Mapping, *, chunk_size=None) -> dict:
+    """``dynsim sweep --dry-run`` of a training config: the plan and a time from one calibration chunk.
+
+    The first chunk runs, at full length, in a temporary directory that is then removed (nothing
+    is written where the sweep would go); its ``wall_time`` (compile excluded) times a chunk, the
+    rest of the call is data loading and compiling, paid once. Returns ``models``, ``chunks``,
+    ``store_bytes``, ``seconds`` (estimated total) and ``lines`` (printable).
+    """
+    import shutil
+    import tempfile
+
+    from dynsim.engine.runner import human_bytes, human_seconds
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="dynsim-dry-run-"))
+    try:
+        t0 = time.perf_counter()
+        ds = run_config(cfg, tmp / "calibration", chunk_size=chunk_size, progress=False, stop_after=1)
+        first = time.perf_counter() - t0
+        meta = json.loads((tmp / "calibration" / "config.json").read_text())
+        chunk_s = float(np.nanmax(ds.wall_time.values))
+        size, steps = int(ds.nbytes), int(np.max(ds["step"].values))
+        dims = {d: n for d, n in ds.sizes.items() if d in ds.diverged.dims}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    n_chunks, per_chunk = int(meta["layout"]["n_chunks"]), int(meta["sweep"]["chunk_size"])
+    models = int(np.prod(list(dims.values())))
+    seconds = (first - chunk_s) + n_chunks * chunk_s
+    lines = [
+        f"models: {models:,} ({' x '.join(f'{n:,}' for n in dims.values())}: {', '.join(dims)})",
+        f"steps: {steps:,}",
+        f"chunks: {n_chunks:,} of {per_chunk:,} models",
+        f"store: {human_bytes(size)} uncompressed ({len(ds.data_vars)} variables)",
+        f"calibration: one chunk in {chunk_s:.3g} s; data, set-up and compile {first - chunk_s:.3g} s",
+        f"estimated time: {human_seconds(seconds)}",
+    ]
+    return {"models": models, "chunks": n_chunks, "store_bytes": size, "seconds": seconds, "lines": lines}
 
 
 def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source_text=None, resume_only=False,

@@ -54,7 +54,9 @@ def test_user_loss_swept_over_eta_and_sigma_matches_simulate_per_point():
     etas, sigmas, steps, every = np.array([2e-3, 5e-3]), np.array([0.0, 1.0, 3.0]), 512, 64
     ds = dynsim.sweep("super_accelerated", beale, {"learning_rate": etas, "momentum": 0.9, "sigma": sigmas},
                       steps, theta0=[1.0, 1.0], dtype="float64", progress=False, every=every)
-    assert list(ds.data_vars) == ["rate", "rho", "timescale", "final_loss", "diverged"]  # no distance metrics
+    assert list(ds.data_vars) == ["rate", "rho", "timescale", "final_loss", "diverged", "floor_step",
+                                  "flags"]  # no distance metrics
+    assert np.isnan(ds.floor_step.values).all() and (ds.flags.values == 0).all()  # 512 steps: no floor yet
     for i, eta in enumerate(etas):
         for j, s in enumerate(sigmas):
             tr = dynsim.simulate(optim.super_accelerated(eta, 0.9, s), beale, jnp.array([1.0, 1.0]), steps)

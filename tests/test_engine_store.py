@@ -53,27 +53,34 @@ sigma = {linspace = [0, 10, 11]}
 """
 
 
-def test_resume_of_a_sweep_killed_before_its_store_existed_says_how_to_start_again(tmp_path, capsys):
+def test_resume_of_a_sweep_killed_before_its_store_existed_starts_it_as_it_was_started(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "c.toml"
     cfg.write_text(CONFIG)
     out = tmp_path / "o"
     assert cli.main(["sweep", str(cfg), "--out", str(out), "--set", "steps=128", "--no-progress"]) == 0
+    first = dynsim.open_result(out).load()
     # what a kill between writing config.toml and creating the store leaves behind
     for p in ("config.json", "progress.log"):
         (out / p).unlink()
     import shutil
 
     shutil.rmtree(out / "results.zarr")
+    header = (out / "config.toml").read_text().split("\n")[0]
+    assert shlex.split(header[len("# started as: "):]) == ["dynsim", "sweep", str(cfg), "--out", str(out), "--set",
+                                                          "steps=128"]
+    cfg.write_text(CONFIG.replace("steps = 256", "steps = 512"))  # the source file changed since: not used
+    monkeypatch.chdir(tmp_path.parent)  # from another folder
     capsys.readouterr()
-    assert cli.main(["sweep", "--resume", str(out)]) == 2
+    assert cli.main(["sweep", "--resume", str(out), "--no-progress"]) == 0
+    assert "complete" in capsys.readouterr().out
+    again = dynsim.open_result(out).load()
+    assert again.attrs["steps"] == 128  # the stored config, with its --set
+    for k in first.data_vars:
+        np.testing.assert_array_equal(again[k].values, first[k].values)
+    # with nothing there at all, resume says so in one line
+    assert cli.main(["sweep", "--resume", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "stopped before its store was created" in err
-    command = err.split("start it again with: ")[1].strip()
-    assert "--set steps=128" in command
-    argv = shlex.split(command)
-    assert argv[:2] == ["dynsim", "sweep"]
-    assert cli.main(argv[1:] + ["--no-progress"]) == 0  # the command given works
-    assert dynsim.open_result(out).attrs["steps"] == 128
+    assert err.count("\n") == 1 and "no sweep there" in err
 
 
 def test_accelerator_defaults_forced_on_cpu_give_the_same_results(monkeypatch):

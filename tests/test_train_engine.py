@@ -16,12 +16,7 @@ TIMELESS = ("wall_time",)  # records this run's clock: the one variable a resume
 
 
 def _equal(a, b, skip=TIMELESS):
-    assert set(a.data_vars) == set(b.data_vars)
-    for k in a.data_vars:
-        if k not in skip:
-            np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
-    for d in a.dims:
-        np.testing.assert_array_equal(a[d].values, b[d].values)
+    processes.assert_same_dataset(a, b, skip)
 
 
 @pytest.fixture(scope="module")
@@ -107,24 +102,7 @@ def test_custom_flax_module_with_optax_adam_matches_a_hand_written_loop(digits):
 
 # --------------------------------------------------------------------------- configs, kill and resume
 
-CONFIG = """
-optimizer = "super_accelerated"
-chunk_size = 2
-
-[problem]
-model = "nielsen_30"
-dataset = "digits"
-batch_size = 64
-epochs = 6
-seeds = [0, 1]
-train_subset = 512
-eval_on = ["test"]
-
-[grid]
-learning_rate = 0.5
-momentum = 0.9
-sigma = [0.0, 0.9, 2.0, 4.0, 8.0]
-"""
+CONFIG = processes.TRAIN_CONFIG
 
 
 @pytest.mark.slow

@@ -11,22 +11,33 @@ Public front (re-exported at the package top as ``dynsim.sweep``, ``dynsim.locat
 ``execute``            the compiled, sharded chunk and point kernels
 ``store``              the zarr store, progress logs, resume, careful reads
 ``runner``             :func:`sweep`: plan → layout → store → chunks
-``locate``             :func:`locate`: the optimum along an axis, refined
+``optimum``            :func:`locate`: the optimum along an axis, refined (not named ``locate``: a
+                       submodule of that name would shadow the function once imported)
 ``config``             TOML configs
 ``plot``               :func:`plot_located`
 ``batch``              :func:`map_grid`: a chunked, sharded map for non-metric work
 =====================  ===========================================================
 """
-from dynsim.engine.batch import local_devices, map_grid
-from dynsim.engine.config import load_config, run_config
-from dynsim.engine.execute import trace_count
-from dynsim.engine.locate import locate
-from dynsim.engine.platform import configure_xla_cpu, default_unroll
-from dynsim.engine.plot import plot_located
-from dynsim.engine.problem import import_object
-from dynsim.engine.runner import sweep
-from dynsim.engine.store import CorruptStoreError, open_result
+import importlib
 
-__all__ = ["sweep", "locate", "open_result", "load_config", "run_config", "plot_located", "map_grid",
-           "local_devices", "configure_xla_cpu", "default_unroll", "trace_count", "import_object",
-           "CorruptStoreError"]
+# name -> submodule: the front's functions, imported on first use, so that reading a store
+# (dynsim.engine.store, dynsim view) does not load JAX
+_EXPORTS = {
+    "sweep": "runner", "locate": "optimum", "open_result": "store", "load_config": "config",
+    "run_config": "config", "plot_located": "plot", "map_grid": "batch", "local_devices": "batch",
+    "configure_xla_cpu": "platform", "default_unroll": "platform", "trace_count": "execute",
+    "import_object": "problem", "CorruptStoreError": "store",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"dynsim.engine.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'dynsim.engine' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = list(_EXPORTS)

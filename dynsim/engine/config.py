@@ -13,6 +13,7 @@ See ``sweeps/README.md`` for examples.
 """
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 from typing import Mapping, Sequence
@@ -21,11 +22,11 @@ import numpy as np
 
 from dynsim.engine import platform as _platform
 from dynsim.metrics import MetricConfig
-from dynsim.engine.locate import locate
-from dynsim.engine.plan import make_plan
-from dynsim.engine.runner import run_plan
+from dynsim.engine.optimum import locate
+from dynsim.engine.plan import MAX_POINTS, make_plan
+from dynsim.engine.runner import estimate, run_plan
 
-__all__ = ["load_config", "run_config", "expand_axis", "config_from_stored", "write_located"]
+__all__ = ["load_config", "run_config", "estimate_config", "expand_axis", "config_from_stored", "write_located"]
 
 
 def expand_axis(name, value):
@@ -43,9 +44,20 @@ def expand_axis(name, value):
             if kind in ("linspace", "geomspace", "logspace"):
                 if len(args) != 3:
                     raise ValueError
-                return fns[kind](float(args[0]), float(args[1]), int(args[2]))
+                num = int(args[2])
+            else:
+                a = [float(x) for x in args]
+                start, stop, step = (0.0, a[0], 1.0) if len(a) == 1 else (a[0], a[1], a[2] if len(a) == 3 else 1.0)
+                num = math.ceil((stop - start) / step) if step else -1
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"grid.{name}.{kind}: bad arguments {args!r}") from None
+        if num > MAX_POINTS:  # checked before numpy allocates it
+            raise ValueError(f"grid.{name}.{kind}: {num:,} values is more than one sweep can index ({MAX_POINTS:,})")
+        try:
+            if kind in ("linspace", "geomspace", "logspace"):
+                return fns[kind](float(args[0]), float(args[1]), num)
             return np.arange(*[float(a) for a in args])
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ZeroDivisionError):
             raise ValueError(f"grid.{name}.{kind}: bad arguments {args!r}") from None
     return value
 
@@ -125,9 +137,7 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> tupl
     return cfg, text
 
 
-def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source_text=None,
-               resume_only=False, stop_after=None):
-    """Run a parsed config (see :func:`load_config`); returns ``(dataset, located or None)``."""
+def _plan_of(cfg: Mapping, chunk_size):
     opts = dict(cfg.get("options", {}))
     block_size = opts.pop("block_size", None)
     grid = {k: expand_axis(k, v) for k, v in cfg["grid"].items()}
@@ -137,6 +147,19 @@ def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source
         dtype=cfg.get("dtype", "float32"), seed=cfg.get("seed", 0),
         chunk_size=chunk_size if chunk_size is not None else cfg.get("chunk_size"),
         default_unroll=_platform.default_unroll(), **opts)
+    return plan, block_size
+
+
+def estimate_config(cfg: Mapping, *, chunk_size=None) -> dict:
+    """``dynsim sweep --dry-run``: :func:`dynsim.engine.runner.estimate` of a parsed config."""
+    plan, block_size = _plan_of(cfg, chunk_size)
+    return estimate(plan, block_size=block_size)
+
+
+def run_config(cfg: Mapping, out=None, *, chunk_size=None, progress=True, source_text=None,
+               resume_only=False, stop_after=None):
+    """Run a parsed config (see :func:`load_config`); returns ``(dataset, located or None)``."""
+    plan, block_size = _plan_of(cfg, chunk_size)
     ds = run_plan(plan, out=out, progress=progress, block_size=block_size, source_text=source_text,
                   source=cfg, resume_only=resume_only, stop_after=stop_after)
     located = None

@@ -14,6 +14,7 @@ overlaps computing. Donation does not apply: a chunk's inputs are the grid coord
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from typing import Callable, Mapping
@@ -28,6 +29,38 @@ from dynsim.engine.plan import Plan
 __all__ = ["chunk_kernel", "run_chunks", "run_points", "trace_count"]
 
 _TRACES = {"n": 0}
+#: Seconds between progress lines when there is no progress bar (``logging``, logger ``dynsim.sweep``).
+LOG_EVERY = 60.0
+_log = logging.getLogger("dynsim.sweep")
+
+
+class ProgressLog:
+    """Without a bar: a line per batch of chunks, at most every :data:`LOG_EVERY` seconds, with the ETA."""
+
+    def __init__(self, what: str, total: int, done: int, n_chunks: int, chunks_done: int, unit: str):
+        self.what, self.total, self.done, self.unit = what, total, done, unit
+        self.n_chunks, self.chunks = n_chunks, chunks_done
+        self.t0 = self.last = time.perf_counter()
+        self.start = done
+
+    def update(self, n: float, chunks: int = 1) -> None:
+        self.done += n
+        self.chunks += chunks
+        now = time.perf_counter()
+        if now - self.last < LOG_EVERY:  # a short run logs nothing
+            return
+        self.last = now
+        rate = (self.done - self.start) / max(now - self.t0, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        _log.info(f"{self.what}: {self.chunks:,}/{self.n_chunks:,} chunks, {self.done:,.0f}/{self.total:,} "
+                  f"{self.unit}, {rate:.3g} {self.unit}/s, ETA {_clock(eta)}")
+
+
+def _clock(s: float) -> str:
+    if s == float("inf"):
+        return "unknown"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 _CACHE: dict = {}
 _CACHE_MAX = 32
 
@@ -52,7 +85,8 @@ def _problem_key(plan: Plan):
 
 def _options(plan: Plan, **over) -> dict:
     o = {k: getattr(plan.options, k) for k in ("every", "window", "eps", "divergence_factor", "renormalise",
-                                               "unroll", "pack", "fit_every", "floor_eps")}
+                                               "unroll", "pack", "fit_every", "floor_eps",
+                                               "tangent_steps")}
     o.update(over)
     return o
 
@@ -131,7 +165,8 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
     """Run the chunks ``todo`` in order; ``write(i, region, {metric: values})`` as each finishes.
 
     Returns the number of chunks run. A progress bar shows points, point-steps/s
-    (measured from the end of the first chunk: compilation excluded) and the ETA.
+    (measured from the end of the first chunk: compilation excluded) and the ETA; without
+    it, a line with the ETA is logged per batch of chunks (:class:`ProgressLog`).
     """
     import jax
     import jax.numpy as jnp
@@ -153,6 +188,9 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
 
         bar = tqdm(total=plan.n_points, initial=done_points, unit="pt", unit_scale=True,
                    desc=f"sweep {plan.optimizer.name}/{plan.landscape.name}", file=sys.stderr, dynamic_ncols=True)
+    plog = None if bar is not None or not todo else ProgressLog(
+        f"sweep {plan.optimizer.name}/{plan.landscape.name}", plan.n_points, done_points, layout.n_chunks,
+        layout.n_chunks - len(todo), "points")
     t_first, pts_first, n_run = time.perf_counter(), 0, 0
     pending = dispatch(todo[0]) if todo else None
     k = 0
@@ -163,6 +201,8 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
             i, n_valid, region, res = pending
             write(i, region, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics})
             n_run += 1
+            if plog is not None:
+                plog.update(n_valid)
             if bar is not None:
                 bar.update(n_valid)
                 if n_run == 1:
@@ -180,7 +220,7 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
 
 
 def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, window: float,
-               metrics, dtype: str | None = None) -> dict[str, np.ndarray]:
+               metrics, dtype: str | None = None, tangent_steps: int | None = None) -> dict[str, np.ndarray]:
     """Metrics at arbitrary points (``name -> (n,)`` values of swept names; fixed ones added).
 
     Used to refine located optima: few points, possibly long runs, optionally in float64
@@ -205,7 +245,7 @@ def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, wind
                            "metrics": list(metrics), "dtype": dtype, "n_dev": n_dev,
                            "rule_args": list(plan.rule_args), "land_swept": list(plan.land_swept),
                            "static": plan.static_hyper, "land_static": plan.config["landscape_params"],
-                           "options": _options(plan)}, sort_keys=True, default=str)
+                           "options": _options(plan), "tangent_steps": tangent_steps}, sort_keys=True, default=str)
 
         def build():
             mesh = Mesh(np.array(local_devices()), ("points",))
@@ -214,8 +254,9 @@ def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, wind
                 _TRACES["n"] += 1
                 hyper, land = _hyper_values(plan, vals, theta0.dtype)
                 th0 = jnp.broadcast_to(theta0, (next(iter(vals.values())).shape[0],) + theta0.shape)
+                over = {} if tangent_steps is None else {"tangent_steps": int(tangent_steps)}
                 return _run_metrics(plan, hyper, land, th0, steps=int(steps), metrics=tuple(metrics),
-                                    window=float(window))
+                                    window=float(window), **over)
 
             return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P("points"), P()), out_specs=P("points"),
                                          check_vma=False))

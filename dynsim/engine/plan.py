@@ -119,15 +119,33 @@ def as_axis(name: str, value) -> np.ndarray | float | bool:
     return arr
 
 
+#: Upper bounds checked before anything is compiled: the step counter and the flat point
+#: index of the compiled program are int32.
+MAX_STEPS = 2**31 - 1
+MAX_POINTS = 2**31 - 1
+
+
 def _check_steps(steps) -> int:
     if isinstance(steps, bool):
         raise ValueError(f"steps={steps!r} must be an integer")
     try:
         n = int(steps)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"steps={steps!r} must be an integer") from None
     if n != steps or n < 1:
         raise ValueError(f"steps={steps!r} must be an integer >= 1")
+    if n > MAX_STEPS:
+        raise ValueError(f"steps={n:,} is more than a sweep can run ({MAX_STEPS:,}, the int32 step counter); "
+                         "use fewer steps (metrics accumulate online: no trajectory is stored)")
+    return n
+
+
+def check_points(shape) -> int:
+    """The number of grid points, refused beyond :data:`MAX_POINTS` with the grid's sizes named."""
+    n = math.prod(int(k) for k in shape)
+    if n > MAX_POINTS:
+        raise ValueError(f"grid: {' x '.join(f'{int(k):,}' for k in shape)} = {n:,} points is more than one sweep "
+                         f"can index ({MAX_POINTS:,}); split it into several sweeps (one per slice of an axis)")
     return n
 
 
@@ -227,6 +245,7 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
             coords.append(v)
     if not dims:
         raise ValueError("grid: no swept hyperparameter; give at least one 1-D array")
+    check_points([len(c) for c in coords])
     if "k_eta" in grid and "learning_rate" in grid:
         raise ValueError("grid: give either 'k_eta' or 'learning_rate', not both")
 
@@ -294,7 +313,7 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
         "dtype": dtype,
         "seed": int(seed),
         "options": {k: getattr(cfg, k) for k in ("every", "window", "eps", "divergence_factor", "renormalise",
-                                                  "unroll", "pack", "fit_every")},
+                                                  "unroll", "pack", "fit_every", "tangent_steps")},
         "chunk_size": None if chunk_size is None else int(chunk_size),
     }
     if cfg.floor_eps is not None:
@@ -302,6 +321,9 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
     if fp is not None:
         config["fingerprint"] = fp
         config["importable"] = {"optimizer": opt.importable, "landscape": land.importable}
+        roots = _user_module_roots(opt.name if opt.importable else None, land.name if land.importable else None)
+        if roots:  # where the user's modules were: dynsim.locate and resume look there again
+            config["import_paths"] = roots
     return Plan(config=config, optimizer=opt, landscape=land, land_static=landscape_params, dims=dims,
                 coords=coords, fixed=fixed, static_hyper=static_hyper, rule_args=rule_args,
                 land_swept=tuple(land_swept), theta0=theta0, dtype=dtype, options=cfg)
@@ -391,6 +413,9 @@ def _check_traceable(opt, land, hyper, static_hyper, land_swept, land_static, th
     try:
         out = jax.eval_shape(loss, lp, x)
     except jax.errors.ConcretizationTypeError as e:
+        # with the parameters as Python numbers, does it still fail? then the branch is on θ
+        if not lp or _fails_concretely(lambda th: loss(dict(land_swept), th), x):
+            raise ValueError(traced_control_flow(f"landscape={land.name!r}: the loss", e)) from None
         raise ValueError(f"landscape={land.name!r}: parameters {sorted(lp)} cannot vary per point: the code "
                          f"uses them as Python values ({str(e).splitlines()[0]}); pass them in landscape_params") from None
     except Exception as e:
@@ -410,12 +435,85 @@ def _check_traceable(opt, land, hyper, static_hyper, land_swept, land_static, th
     try:
         jax.eval_shape(step, hp, lp, x)
     except jax.errors.ConcretizationTypeError as e:
+        if not hp or _fails_concretely(lambda th: step(dict(hyper), lp, th), x):
+            raise ValueError(traced_control_flow(f"optimizer={opt.name!r}: one step", e)) from None
         raise ValueError(f"optimizer={opt.name!r}: hyperparameters {sorted(hp)} cannot be runtime arrays: the "
                          f"factory uses them as Python values ({str(e).splitlines()[0]})") from None
     except ValueError:
         raise
     except Exception as e:
         raise ValueError(f"optimizer={opt.name!r}: one step at theta0 fails ({type(e).__name__}: {e})") from None
+
+
+def _fails_concretely(fn, x) -> bool:
+    """Whether ``fn(x)`` still fails on a traced ``x`` with every other value a Python number."""
+    import jax
+
+    try:
+        jax.eval_shape(fn, x)
+    except jax.errors.ConcretizationTypeError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def traced_control_flow(what: str, e: Exception, subject: str = "theta") -> str:
+    """The message for Python control flow on θ (``if theta[0] > 0:``), or on a model's
+    inputs (``subject="x"``), in user code."""
+    return (f"{what} uses {subject} as a Python value: an `if`, `while`, `and`/`or`, bool(), float() or int() "
+            f"on {subject}, which is a traced array in the compiled program ({str(e).splitlines()[0]}); write the "
+            f"branch with jnp.where(cond, a, b) or jax.lax.cond(cond, f, g, {subject})")
+
+
+def _user_module_roots(*paths) -> list[str]:
+    """The folders from which the user modules named by ``module:attr`` paths were imported."""
+    import pathlib
+    import sys
+
+    roots = []
+    for path in paths:
+        if not isinstance(path, str) or ":" not in path:
+            continue
+        top = path.split(":")[0].split(".")[0]
+        mod = sys.modules.get(top)
+        file = getattr(mod, "__file__", None)
+        if file is None or top in ("dynsim", "optax", "jax", "flax", "numpy"):
+            continue
+        f = pathlib.Path(file).resolve()
+        root = f.parent.parent if f.name == "__init__.py" else f.parent
+        if "site-packages" in root.parts or "dist-packages" in root.parts:
+            continue
+        if str(root) not in roots:
+            roots.append(str(root))
+    return roots
+
+
+def _importable_again(config: Mapping, what: str, value) -> None:
+    """Make the user's module behind ``value`` importable (stored import paths), or say how."""
+    import importlib
+    import sys
+
+    if not isinstance(value, str) or ":" not in value or not config.get("importable", {}).get(what, True):
+        return
+    module = value.split(":")[0]
+    if module.split(".")[0] in ("dynsim", "optax"):
+        return
+    stored = [*config.get("import_paths", []), *config.get("source", {}).get("import_paths", [])]
+    try:
+        importlib.import_module(module)
+        return
+    except ImportError:
+        pass
+    for p in stored:
+        if p not in sys.path:
+            sys.path.append(p)
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        where = f"it was imported from {', '.join(stored)} when the sweep ran, " if stored else ""
+        raise ValueError(f"{what} {value!r}: module {module!r} cannot be imported ({e}); {where}add its folder "
+                         f"to sys.path (sys.path.insert(0, FOLDER)) or pass the object again as {what}=...") from None
 
 
 def plan_from_config(config: Mapping, **overrides) -> Plan:
@@ -433,6 +531,7 @@ def plan_from_config(config: Mapping, **overrides) -> Plan:
     opt = overrides.pop("optimizer", config["optimizer"])
     land = overrides.pop("landscape", config["landscape"])
     for what, value in (("optimizer", opt), ("landscape", land)):
+        _importable_again(config, what, value)
         if isinstance(value, str) and not config.get("importable", {}).get(what, True):
             raise ValueError(f"{what} {value!r} has no import path (a lambda or a closure): pass the same "
                              f"function again as {what}=... from Python")

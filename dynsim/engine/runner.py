@@ -24,9 +24,21 @@ a common file system; process 0 creates the store while the others wait at a bar
 Every chunk is written to its own zarr region and logged in a per-process
 ``progress-<i>.log``; any host can ``--resume`` the remainder. Tested with two processes on
 one host (``jax.distributed`` over localhost): bit-identical to a single-process run.
+
+**Who may write a directory.** A writer holds an advisory lock on ``out``
+(:func:`dynsim.engine.store.writing`; it dies with its process, so a kill leaves none). A
+process running the whole sweep holds it exclusively: a second writer, of the same sweep
+or another, is refused at once (:class:`~dynsim.engine.store.StoreBusyError`, naming the
+holder). Processes running slices of the chunks share the directory: under
+``jax.distributed`` each holds the slice lock of its process index, and independent jobs
+started with ``chunks=`` hold one per slice (a second job given the *same* slice is
+refused, and so is a whole-sweep writer while any slice runs). Store creation is
+serialised between them, so the recipe above also works without its barrier. The file
+system must support ``flock`` (local disks, NFSv4, Lustre mounted with ``flock``).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
@@ -39,10 +51,10 @@ from dynsim.engine import layout as _layout
 from dynsim.engine import platform as _platform
 from dynsim.engine import store as _store
 from dynsim.engine.batch import local_devices
-from dynsim.engine.locate import remember
+from dynsim.engine.optimum import remember
 from dynsim.engine.plan import Plan, jsonable, make_plan
 
-__all__ = ["sweep", "run_plan"]
+__all__ = ["sweep", "run_plan", "estimate"]
 
 
 def sweep(
@@ -108,7 +120,7 @@ def sweep(
       chunks: run only these chunk indices (multi-host; see the module docstring).
       **options: metric options, the fields of :class:`dynsim.metrics.MetricConfig`
         (``every``, ``window``, ``eps``, ``divergence_factor``, ``renormalise``, ``unroll``,
-        ``pack``, ``fit_every``, ``floor_eps``) with its defaults.
+        ``pack``, ``fit_every``, ``floor_eps``, ``tangent_steps``) with its defaults.
 
     Returns:
       ``xarray.Dataset``: dims = swept names, coords = their values, variables = metrics,
@@ -152,19 +164,85 @@ def _attrs(plan: Plan, n_devices: int) -> dict:
     }
 
 
+def lock_key(chunks: slice | None, n_chunks: int) -> str | None:
+    """The slice lock a writer of ``chunks`` holds (``None``: the whole sweep, exclusive)."""
+    import jax
+
+    if jax.process_count() > 1:
+        return f"process-{jax.process_index()}"
+    if chunks is None:
+        return None
+    r = range(n_chunks)[chunks]
+    return f"chunks-{r.start}-{r.stop}-{r.step}"
+
+
+@contextlib.contextmanager
+def writing_store(out: pathlib.Path, key: str | None, n_chunks: int):
+    """Lock ``out`` for this process and announce it (for the CLI's interrupt message)."""
+    lock = _store.writing(out, key)
+    try:
+        lock.__enter__()
+    except (_store.StoreBusyError, ValueError):
+        raise
+    except OSError as e:  # an unwritable parent: nothing could be created
+        raise _store.write_failed(out, n_chunks, e) from None
+    prev = dict(_store._LIVE)
+    _store._LIVE.update(out=out, n_chunks=n_chunks)
+    try:
+        yield
+    finally:
+        _store._LIVE.clear()
+        _store._LIVE.update(prev)
+        lock.__exit__(None, None, None)
+
+
+def create_or_check(out: pathlib.Path, n_chunks: int, prepare: Callable, check: Callable, create: Callable):
+    """Prepare ``out``, then ``check()`` its store or ``create()`` one, under the creation lock.
+
+    Returns the set of done chunks. OS errors (a read-only directory, a full disk) become
+    :class:`~dynsim.engine.store.StoreWriteError`.
+    """
+    try:
+        with _store.creating(out):
+            prepare()
+            if (out / _store.CONFIG).exists():
+                return check()
+            create()
+            return set()
+    except (FileNotFoundError, _store.StoreBusyError, _store.StoreWriteError):
+        raise
+    except OSError as e:
+        raise _store.write_failed(out, n_chunks, e) from None
+
+
+def _series_block_cap(plan: Plan, block: int) -> int:
+    """Unrescaled runs carry their series of fit points (up to 1024 per point, dynsim.metrics):
+    the default block is capped so that one block's series stays within _SERIES_BUDGET bytes."""
+    per_point = _metrics.series_bytes_per_point(plan.steps, plan.options, plan.dtype, len(plan.theta0))
+    if not per_point:
+        return block
+    return max(1024, min(block, _SERIES_BUDGET // per_point))
+
+
+_SERIES_BUDGET = 256 * 2**20
+
+
 def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=None, chunks=None,
              stop_after=None, source_text: str | None = None, source: Mapping | None = None,
              resume_only: bool = False):
-    """Run a validated :class:`~dynsim.engine.plan.Plan` (in memory, or into/from ``out``)."""
-    import jax
-    import xarray as xr
+    """Run a validated :class:`~dynsim.engine.plan.Plan` (in memory, or into/from ``out``).
 
+    Raises:
+      StoreBusyError: another live process writes ``out`` (see the module docstring).
+      StoreWriteError: ``out`` cannot be written (disk full, read-only): an ``OSError``
+        whose message names the directory, the chunks stored and the resume command.
+    """
     all_devs = local_devices()
     n_dev = len(all_devs) if devices is None else int(devices)
     if not 1 <= n_dev <= len(all_devs):
         raise ValueError(f"devices={devices} must be between 1 and {len(all_devs)}")
     if block_size is None:
-        block_size = _platform.default_block_size()
+        block_size = _series_block_cap(plan, _platform.default_block_size())
     if isinstance(block_size, bool) or int(block_size) < 1:
         raise ValueError(f"block_size={block_size} must be >= 1")
     block_size = max(8, int(block_size))
@@ -181,25 +259,45 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
     attrs = _attrs(plan, n_dev)
     remember(plan)
 
+    if out is not None and resume_only and not (out / _store.CONFIG).exists():
+        _store.prepare(out, plan.config, layout_meta, resume_only=True)  # raises, saying what is there
+    lock = contextlib.nullcontext() if out is None else writing_store(
+        out, lock_key(chunks, layout.n_chunks), layout.n_chunks)
+    with lock:
+        return _run_locked(plan, layout, layout_meta, attrs, n_dev, out=out, progress=progress, chunks=chunks,
+                           stop_after=stop_after, source_text=source_text, source=source,
+                           resume_only=resume_only)
+
+
+def _run_locked(plan, layout, layout_meta, attrs, n_dev, *, out, progress, chunks, stop_after, source_text,
+                source, resume_only):
+    import jax
+    import xarray as xr
+
     done: set[int] = set()
     if out is not None:
-        _store.prepare(out, plan.config, layout_meta, resume_only=resume_only, source_text=source_text)
-        if (out / _store.CONFIG).exists():
+        def check():
             g = _store.open_group(out)
             for m in plan.metrics:
                 if m not in g or tuple(g[m].shape) != plan.shape:
                     raise _store.CorruptStoreError(f"result store {out} is corrupt: variable {m!r} is missing "
                                                    "or has the wrong shape")
-            done = _store.read_done(out, layout.n_chunks)
-            _store.check_chunks(out, g, plan.metrics, len(done))
-        else:
+            found = _store.read_done(out, layout.n_chunks)
+            _store.check_chunks(out, g, plan.metrics, len(found))
+            return found
+
+        def create():
             meta = {"sweep": plan.config, "layout": layout_meta}
             if source is not None:  # the TOML config as parsed (overrides applied): --resume rebuilds from it
                 meta["source"] = json.loads(json.dumps(jsonable(source)))
             _store.create(out, {d: ((d,), c) for d, c in zip(plan.dims, plan.coords)}, plan.dims,
                           _store.metric_variables(plan.dims, plan.metrics, plan.dtype), layout.zarr_chunks(),
                           attrs, meta)
-        write = _store.Writer(out, plan.metrics, jax.process_index() if jax.process_count() > 1 else None)
+
+        done = create_or_check(out, layout.n_chunks, lambda: _store.prepare(
+            out, plan.config, layout_meta, resume_only=resume_only, source_text=source_text), check, create)
+        write = _store.Writer(out, plan.metrics, jax.process_index() if jax.process_count() > 1 else None,
+                              layout.n_chunks)
     else:
         results = {m: np.full(plan.shape, False if m == "diverged" else np.nan,
                               dtype=bool if m == "diverged" else plan.dtype) for m in plan.metrics}
@@ -234,3 +332,75 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
     )
     ds.attrs["complete"] = True
     return ds
+
+
+def store_bytes(plan: Plan) -> int:
+    """Uncompressed size of the store's variables (an upper bound: zarr compresses)."""
+    per_point = sum(1 if m == "diverged" else np.dtype(plan.dtype).itemsize for m in plan.metrics)
+    return plan.n_points * per_point
+
+
+def estimate(plan: Plan, *, devices=None, block_size=None, calibration_steps: int = 1024) -> dict:
+    """The plan's size and an estimated run time, from a short calibration run (nothing written).
+
+    One chunk of one block per device runs ``min(steps, calibration_steps)`` steps twice:
+    the first run's extra time is the compile, the second gives point-steps/s.
+
+    Returns:
+      ``points``, ``steps``, ``chunks``, ``chunk_size``, ``store_bytes``, ``compile_s``,
+      ``point_steps_per_s``, ``seconds`` (estimated total) and ``lines`` (printable).
+    """
+    import dataclasses
+    import time
+
+    all_devs = local_devices()
+    n_dev = len(all_devs) if devices is None else int(devices)
+    block = max(8, int(block_size or _series_block_cap(plan, _platform.default_block_size())))
+    cs = plan.config["chunk_size"] or _layout.default_chunk_size(plan.n_points, plan.steps, len(plan.theta0),
+                                                                 len(plan.metrics), n_dev)
+    layout = _layout.make_layout(plan.shape, cs, n_dev, block)
+    every = int(plan.options.every)
+    cal_steps = min(plan.steps, max(int(calibration_steps), 3 * every))
+    cal_steps -= cal_steps % every if cal_steps > every else 0
+    cal = dataclasses.replace(plan, config={**plan.config, "steps": cal_steps})
+    cal_layout = _layout.make_layout(plan.shape, min(cs, n_dev * block), n_dev, block)
+    n_cal = cal_layout.chunk(0)[1]
+    times = []
+    for _ in range(2):
+        t = time.perf_counter()
+        _execute.run_chunks(cal, cal_layout, n_dev, [0], lambda i, r, v: None, progress=False)
+        times.append(time.perf_counter() - t)
+    rate = n_cal * cal_steps / max(times[1], 1e-9)
+    compile_s = max(times[0] - times[1], 0.0)
+    seconds = compile_s + plan.n_points * plan.steps / rate
+    size = store_bytes(plan)
+    lines = [
+        f"points: {plan.n_points:,} ({' x '.join(f'{n:,}' for n in plan.shape)}: {', '.join(plan.dims)})",
+        f"steps: {plan.steps:,}",
+        f"chunks: {layout.n_chunks:,} of {cs:,} points",
+        f"store: {human_bytes(size)} uncompressed ({len(plan.metrics)} metrics)",
+        f"calibration: {n_cal:,} points x {cal_steps:,} steps in {times[1]:.3g} s "
+        f"({rate:.3g} point-steps/s on {n_dev} device(s)), compile {compile_s:.3g} s",
+        f"estimated time: {human_seconds(seconds)}",
+    ]
+    return {"points": plan.n_points, "steps": plan.steps, "chunks": layout.n_chunks, "chunk_size": cs,
+            "store_bytes": size, "compile_s": compile_s, "point_steps_per_s": rate, "seconds": seconds,
+            "lines": lines}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"
+
+
+def human_seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:.3g} s"
+    if s < 2 * 3600:
+        return f"{s / 60:.3g} min"
+    if s < 3 * 86400:
+        return f"{s / 3600:.3g} h"
+    return f"{s / 86400:.3g} days"

@@ -11,29 +11,64 @@ r"""The results store: a directory that survives any kill and is read as careful
     one line per completed chunk, appended and fsync'ed after its data is written (one log
     per process under ``jax.distributed``; completion is their union). A last line cut
     short by a kill is dropped and that chunk is recomputed.
+``DIR/.lock``, ``DIR/.lock-<slice>``
+    advisory locks (``fcntl.flock``) held while a process writes (:func:`writing`). The
+    kernel drops them when the process ends, however it ends, so a SIGKILL leaves no stale
+    lock. A process running the whole sweep holds ``.lock`` exclusively; a process running
+    a slice of the chunks (``chunks=``: a ``jax.distributed`` process, or one of several
+    independent jobs) holds ``.lock`` *shared* plus its own ``.lock-<slice>`` exclusively,
+    so slices run side by side while a whole-sweep writer, or a second writer of the same
+    slice, is refused at once with :class:`StoreBusyError`. Store creation is serialised by
+    a short blocking lock on ``.lock-create``. The holder's process id, host and start
+    time are written into the lock file it holds, for the refusal message.
+
+A write that fails (a full disk, a directory made read-only) raises
+:class:`StoreWriteError`, an ``OSError`` naming the directory, how many chunks are
+stored and the resume command; the store is left resumable (the chunk being written is
+not logged). Chunk writes run inside :func:`critical`: a signal handler that honours it
+(the CLI's) lets the chunk finish before the process ends.
 
 Damage is reported as :class:`CorruptStoreError` (a ``ValueError``) naming the store and
 what is wrong, at open time and, for lazily read data, at read time.
 """
 from __future__ import annotations
 
+import contextlib
+import datetime
 import json
 import os
 import pathlib
+import shlex
 import shutil
+import socket
+import time
 from typing import Any, Mapping, NamedTuple
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no advisory locks (documented in the module docstring)
+    fcntl = None
 
 import numpy as np
 
-from dynsim import metrics as _metrics
 
-__all__ = ["CorruptStoreError", "CONFIG", "STORE", "open_result", "read_config", "read_done", "create",
+__all__ = ["CorruptStoreError", "StoreBusyError", "StoreWriteError", "writing", "creating", "critical",
+           "in_critical", "defer", "live", "count_done", "write_failed", "write_source", "check_writable_target",
+           "resume_command", "CONFIG", "STORE", "open_result", "read_config", "read_done", "create",
            "open_group", "check_chunks", "drop_partial_line", "diff", "prepare", "Writer"]
 
 CONFIG = "config.json"
 STORE = "results.zarr"
 LOG_PREFIX = "progress"
 SOURCE = "config.toml"
+LOCK = ".lock"
+
+
+def _metrics():
+    """dynsim.metrics, imported when a store is created: reading one needs no JAX (dynsim view)."""
+    from dynsim import metrics
+
+    return metrics
 
 
 class CorruptStoreError(ValueError):
@@ -42,6 +77,230 @@ class CorruptStoreError(ValueError):
 
 def _corrupt(out, msg) -> CorruptStoreError:
     return CorruptStoreError(f"result store {out} is corrupt: {msg}")
+
+
+class StoreBusyError(BlockingIOError):
+    """Another live process is writing this result directory (its advisory lock is held)."""
+
+    def __str__(self):
+        return self.args[0] if self.args else ""
+
+
+class StoreWriteError(OSError):
+    """Writing the store failed (disk full, unwritable): names the directory and how to resume."""
+
+    def __str__(self):
+        return self.message
+
+    def __init__(self, errno_, message):
+        super().__init__(errno_, message)
+        self.message = message
+
+
+def resume_command(out) -> str:
+    return f"dynsim sweep --resume {shlex.quote(str(out))}"
+
+
+# --------------------------------------------------------------------------- locks
+
+
+_HELD: dict = {}  # (realpath, lock name) -> [fd, count, exclusive]: a process re-entering its own lock
+
+
+def _holder_text() -> str:
+    since = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    return f"{os.getpid()} {socket.gethostname()} {since}\n"
+
+
+def _busy(out, path: pathlib.Path) -> StoreBusyError:
+    info = ""
+    for _ in range(50):  # the holder writes its name just after it takes the lock
+        try:
+            info = path.read_text().strip()
+        except OSError:
+            info = ""
+        if info:
+            break
+        time.sleep(0.01)
+    parts = info.split(" ", 2)
+    if len(parts) == 3:
+        who = f"process {parts[0]} on {parts[1]} since {parts[2]}"
+    else:
+        who = "another process"
+    return StoreBusyError(f"{out} is being written by {who}; wait for it or choose another directory")
+
+
+def _flock(path: pathlib.Path, mode, *, blocking=False):
+    """Open ``path`` and flock it; the fd, or ``None`` if it is held elsewhere."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, mode | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_holder(fd) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, _holder_text().encode(), 0)
+
+
+def _held_slice(out: pathlib.Path):
+    """A ``.lock-<slice>`` file that some live process holds (for the refusal message)."""
+    for p in sorted(out.glob(LOCK + "-*")):
+        if p.name == LOCK + "-create":
+            continue
+        fd = _flock(p, fcntl.LOCK_SH)
+        if fd is None:
+            return p
+        os.close(fd)
+    return None
+
+
+def check_writable_target(out: pathlib.Path) -> None:
+    """Refuse a path that is a file, or a directory holding something other than a sweep."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file, not a result directory")
+    if out.is_dir() and not (out / CONFIG).exists():
+        present = {p.name for p in out.iterdir()}
+        ours = {n for n in present if n.startswith(LOCK) or (n.startswith(SOURCE + ".") and n.endswith(".tmp"))}
+        if present - ours - {STORE, SOURCE, CONFIG + ".tmp"}:
+            raise ValueError(f"out={str(out)!r} exists and is not a sweep result directory; refusing to write into it")
+
+
+@contextlib.contextmanager
+def writing(out, key: str | None = None):
+    """Hold the advisory lock of result directory ``out`` while writing it.
+
+    ``key=None``: this process writes the whole sweep (exclusive). ``key="<slice>"``: it
+    writes only that slice of the chunks (shared with other slices, exclusive per slice).
+    Raises :class:`StoreBusyError` at once when another live process holds a conflicting
+    lock. Re-entrant within one process (the CLI takes it before the engine does).
+    """
+    out = pathlib.Path(out)
+    if fcntl is None:
+        yield
+        return
+    check_writable_target(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_failed(out, None, e) from None
+    real = os.path.realpath(out)
+    taken = []
+    try:
+        for name, mode in ((LOCK, fcntl.LOCK_EX if key is None else fcntl.LOCK_SH),
+                           *(((f"{LOCK}-{key}", fcntl.LOCK_EX),) if key is not None else ())):
+            held = _HELD.get((real, name))
+            if held is not None:
+                held[1] += 1
+                taken.append((real, name))
+                continue
+            try:
+                fd = _flock(out / name, mode)
+            except OSError as e:
+                raise write_failed(out, None, e) from None
+            if fd is None:
+                holder = (_held_slice(out) if name == LOCK else None) or out / name
+                raise _busy(out, holder)
+            if mode == fcntl.LOCK_EX:
+                _write_holder(fd)
+            _HELD[(real, name)] = [fd, 1, mode == fcntl.LOCK_EX]
+            taken.append((real, name))
+        yield
+    finally:
+        for k in reversed(taken):
+            held = _HELD[k]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[k]
+                try:
+                    if held[2]:  # leave the lock file as found: empty (a refused writer changes nothing)
+                        os.ftruncate(held[0], 0)
+                except OSError:
+                    pass
+                os.close(held[0])  # closing the last fd drops the flock
+
+
+@contextlib.contextmanager
+def creating(out):
+    """Serialise store creation between processes sharing ``out`` (a short, blocking lock)."""
+    if fcntl is None:
+        yield
+        return
+    fd = _flock(pathlib.Path(out) / (LOCK + "-create"), fcntl.LOCK_EX, blocking=True)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- signals, progress
+
+
+_CRITICAL = {"depth": 0, "pending": []}
+#: The store being written by this process: ``{"out": path, "n_chunks": n}`` (for interrupt messages).
+_LIVE: dict = {}
+
+
+@contextlib.contextmanager
+def critical():
+    """A section a signal must not cut (a chunk's data and its log line).
+
+    A handler that sees :func:`in_critical` records its signal with :func:`defer`; the
+    signal is raised again when the outermost section ends.
+    """
+    _CRITICAL["depth"] += 1
+    try:
+        yield
+    finally:
+        _CRITICAL["depth"] -= 1
+        if _CRITICAL["depth"] == 0 and _CRITICAL["pending"]:
+            import signal
+
+            sig = _CRITICAL["pending"].pop()
+            _CRITICAL["pending"].clear()
+            signal.raise_signal(sig)
+
+
+def in_critical() -> bool:
+    return _CRITICAL["depth"] > 0
+
+
+def defer(signum) -> None:
+    _CRITICAL["pending"].append(signum)
+
+
+def live() -> dict:
+    """``{"out", "n_chunks"}`` of the store this process is writing (empty when none)."""
+    return dict(_LIVE)
+
+
+def count_done(out: pathlib.Path, n_chunks: int) -> int:
+    try:
+        return len(read_done(pathlib.Path(out), n_chunks))
+    except (OSError, ValueError):
+        return 0
+
+
+def write_failed(out: pathlib.Path, n_chunks: int | None, e: OSError) -> StoreWriteError:
+    """The one-line error of a failed write (disk full, unwritable directory)."""
+    why = e.strerror or str(e)
+    if n_chunks is None:
+        try:
+            n_chunks = int(json.loads((out / CONFIG).read_text())["layout"]["n_chunks"])
+        except (OSError, ValueError, KeyError, TypeError):
+            n_chunks = None
+    if n_chunks is None:
+        return StoreWriteError(e.errno, f"cannot write to {out}: {why}; nothing was stored; fix the directory "
+                                        "(or choose another) and start again")
+    k = count_done(out, n_chunks)
+    return StoreWriteError(e.errno, f"cannot write to {out}: {why}; {k} of {n_chunks} chunks stored; "
+                                    f"free space or fix the directory, then resume with: {resume_command(out)}")
 
 
 def read_config(out: pathlib.Path) -> dict:
@@ -111,7 +370,7 @@ class Variable(NamedTuple):
 def metric_variables(dims, metrics, dtype) -> list[Variable]:
     """The variables of a metrics sweep: one per metric over the grid dims."""
     return [Variable(m, tuple(dims), "bool" if m == "diverged" else dtype, False if m == "diverged" else np.nan,
-                     {"description": _metrics.METRICS[m]}) for m in metrics]
+                     {"description": _metrics().METRICS[m]}) for m in metrics]
 
 
 def create(out: pathlib.Path, coords: Mapping[str, tuple[tuple[str, ...], np.ndarray]], grid_dims, variables,
@@ -198,39 +457,60 @@ def prepare(out: pathlib.Path, config: dict, layout_meta: dict, *, resume_only: 
                 f"--resume {out}: the sweep was stopped before its store was created, so nothing was computed; "
                 f"start it again with: {cmd}")
         raise FileNotFoundError(f"--resume {out}: no sweep there ({CONFIG} missing)")
-    present = {p.name for p in out.iterdir()} if out.exists() else set()
-    if present - {STORE, SOURCE, CONFIG + ".tmp"}:
-        raise ValueError(f"out={str(out)!r} exists and is not a sweep result directory; refusing to write into it")
+    check_writable_target(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / STORE).exists():  # only our own files from a creation interrupted before config.json
         shutil.rmtree(out / STORE)
     if source_text is not None:
-        (out / SOURCE).write_text(source_text)
+        write_source(out, source_text)
     return None
+
+
+def write_source(out: pathlib.Path, text: str) -> None:
+    """``DIR/config.toml``, replaced atomically (a kill never leaves half a config)."""
+    if (out / SOURCE).exists() and (out / SOURCE).read_text() == text:
+        return
+    tmp = out / (SOURCE + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, out / SOURCE)
 
 
 class Writer:
     """Writes finished chunks into the store and logs them (fsync'ed, after the data)."""
 
-    def __init__(self, out: pathlib.Path, metrics, process_index: int | None):
+    def __init__(self, out: pathlib.Path, metrics, process_index: int | None, n_chunks: int):
+        self.out, self.n_chunks = out, n_chunks
         g = open_group(out)
         self.arrays = {m: g[m].with_config({"write_empty_chunks": True}) for m in metrics}
         name = LOG_PREFIX + (f"-{process_index}" if process_index is not None else "") + ".log"
-        drop_partial_line(out / name)
-        self.log = open(out / name, "ab")
+        try:
+            drop_partial_line(out / name)
+            self.log = open(out / name, "ab", buffering=0)  # one write() per line, nothing buffered
+        except OSError as e:
+            raise write_failed(out, n_chunks, e) from None
 
     def __call__(self, i: int, region, values: Mapping[str, np.ndarray]) -> None:
-        """Write chunk ``i``: ``values[name]`` is ``(points, *trailing)``, ``region`` the grid slices."""
+        """Write chunk ``i``: ``values[name]`` is ``(points, *trailing)``, ``region`` the grid slices.
+
+        The log line follows the data and is one ``write``: a chunk is logged only once
+        all of it is on disk. A failed write raises :class:`StoreWriteError` (not logged).
+        """
         rshape = tuple(s.stop - s.start for s in region)
-        for m, v in values.items():
-            v = np.asarray(v)
-            self.arrays[m][region] = v.reshape(rshape + v.shape[1:])
-        self.log.write(f"{i}\n".encode())
-        self.log.flush()
-        os.fsync(self.log.fileno())
+        with critical():
+            try:
+                for m, v in values.items():
+                    v = np.asarray(v)
+                    self.arrays[m][region] = v.reshape(rshape + v.shape[1:])
+                self.log.write(f"{i}\n".encode())
+                os.fsync(self.log.fileno())
+            except OSError as e:
+                raise write_failed(self.out, self.n_chunks, e) from None
 
     def close(self) -> None:
-        self.log.close()
+        try:
+            self.log.close()
+        except OSError:  # a full disk can fail the final flush too; every logged line was fsync'ed
+            pass
 
 
 # --------------------------------------------------------------------------- careful reading

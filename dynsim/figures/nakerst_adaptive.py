@@ -90,10 +90,10 @@ gives no g for Fig. 7; we use its default g = 0.9 (§1: "we will mostly focus on
 
 {_io.markdown_table(["η", "σ*", "T(σ*)", "T(σ=0)", "T(σ=0.9)", "σ* (sweep 'timescale')"], res['rows'])}
 
-The last column runs the same η × σ grid through dynsim.sweep, whose ``timescale`` fits ln‖(θ, u)‖ over the whole
-run (checkpoints every 64 steps) instead of the envelope of abs(θ) until it reaches {res['floor']:g}; it includes the
-late ε-regrowth and the round-off floor, so it differs where the decay is fast or η is large. We take the
-paper-style envelope fit as the primary number.
+The last column runs the same η × σ grid through dynsim.sweep, whose ``timescale`` fits ln‖(θ, u)‖ (checkpoints
+every 8 steps) over the run up to its floating-point floor where it reaches one (dynsim.metrics), instead of the
+envelope of abs(θ) until it reaches {res['floor']:g}; it includes the late ε-regrowth, so it differs where the decay is
+fast or η is large. We take the paper-style envelope fit as the primary number.
 
 Notes. (1) Unlike the non-adaptive map, k cannot be absorbed into kη (the paper's point); the dashed curve in
 panel (c) is the non-adaptive σ*(kη) for reference only. RMSProp's effective step η/√(r+ε) is set by the

@@ -295,6 +295,14 @@ NON_DIFFERENTIABLE: dict[str, tuple[str, str]] = {
         "boolean flag",
         "dynsim.tuning.smoothed_rate (> 0 ⇔ the state grows)",
     ),
+    "floor_step": (
+        "the checkpoint at which the run reached its floating-point floor: piecewise constant",
+        "dynsim.tuning.log_distance (the floor is where it stops falling)",
+    ),
+    "flags": (
+        "integer bit flags (dynsim.metrics.FLAGS)",
+        "none needed: a diagnostic, not an objective",
+    ),
     "converged": (
         "boolean flag",
         "dynsim.tuning.log_distance or smoothed_rate",
@@ -329,6 +337,8 @@ METRIC_GRADIENTS: dict[str, str] = {
     "overshoot": "piecewise",
     "steps_to_eps": "none",
     "diverged": "none",
+    "floor_step": "none",
+    "flags": "none",
     "sharpness": "piecewise",  # smooth wherever the top Hessian eigenvalue is simple
 }
 

@@ -10,14 +10,26 @@ refinement re-runs the same compiled problem at the candidate points.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 
+from dynsim import metrics as _metrics
 from dynsim.engine import execute as _execute
 from dynsim.engine.plan import Plan, plan_from_config
 from dynsim.numerics import bisect_sign, bracket_walk, golden_section
 
-__all__ = ["locate", "plan_of"]
+__all__ = ["locate", "plan_of", "STATUS"]
+
+#: What a row's ``status`` means (:func:`locate`).
+STATUS = {
+    "ok": "an interior optimum, refined",
+    "edge": "the optimum lies at the grid's edge: widen the grid",
+    "no_contraction": "rho >= 1 at the best point: nothing converges there",
+    "plateau": "the rate is flat around the optimum: one point of a range is reported",
+    "unconverged": "the refinement runs did not reach the floating-point floor: raise refine_steps",
+    "invalid": "no finite rate on the row",
+}
 
 _PLANS: dict[str, Plan] = {}
 
@@ -46,7 +58,7 @@ def locate(
     *,
     refine: bool = True,
     refine_steps: int = 1 << 18,
-    refine_window: float = 1.0,
+    refine_window: float | None = None,
     tol: float = 1e-4,
     boundary: bool = True,
     T_scan: int = 64,
@@ -73,11 +85,33 @@ def locate(
     * ``sigma_stable_lo``/``sigma_stable_hi``: the ends of the stable interval
       (``rate > 0``) containing the argmax, refined by bisection on the sign of the
       asymptotic rate (``refine_steps`` runs); NaN where the grid does not bracket them.
-    * ``at_edge``: the coarse optimum lies on the grid edge (refinement impossible;
-      ``sigma_star`` is NaN there).
+    * ``at_edge``: the optimum lies at the grid's edge: the coarse argmax
+      (``sigma_star_coarse``) is an end point, or the downhill walk with refine-quality
+      runs ended at one (the short coarse runs can place it inside). The grid does not
+      bracket the optimum; ``sigma_star`` is NaN there. (A plateau reaching the edge is
+      reported as ``"plateau"``, with its value, and ``at_edge`` False.)
+    * ``status``: why a row has no optimum, or ``"ok"`` (:data:`STATUS`): ``"edge"``
+      (``at_edge``), ``"no_contraction"`` (ρ ≥ 1 at the best point: nothing converges, so
+      nothing is reported), ``"plateau"`` (the rate is flat around the optimum within
+      ``10·tol``, e.g. heavy ball's ρ = √μ over a range of learning rates: the reported
+      value is one point of the plateau), ``"unconverged"`` (a loss without the linear
+      structure: the refinement runs of ``refine_steps`` steps did not reach the
+      floating-point floor, so the rates are finite-run rates, not asymptotic ones: raise
+      ``refine_steps``), ``"invalid"`` (no finite rate on the row). Rows other than
+      ``"ok"`` also raise one Python warning, and ``attrs["status_counts"]`` counts them.
 
     Variables are named after ``over``: ``{over}_star``, ``rho_star``, ``{over}_star_T``,
-    ``T_star``, ``{over}_stable_lo``/``_hi``, ``at_edge`` (``sigma_star`` … for σ).
+    ``T_star``, ``{over}_stable_lo``/``_hi``, ``at_edge``, ``status`` (``sigma_star`` … for σ).
+
+    **Runs that reach the floating-point floor** (user losses, nonlinear landscapes: every
+    problem the kernel does not renormalise). Each refinement run is only as long as it
+    must be: a pilot run of ``refine_steps`` steps at the coarse optima finds where the
+    rows reach their floor (``floor_step``), and the refinement runs last twice as long
+    (a power of two, at least 512 steps); their ``rate`` is that of the map linearised at
+    the floor point (:mod:`dynsim.metrics`), over ``min(max(refine_steps // 16, 1024),
+    16384)`` tangent steps. The answer therefore does not depend on ``refine_steps`` once
+    the runs reach the floor. ``refine_window`` defaults to 1 (the whole run) for the
+    renormalised linear maps and 0.5 otherwise.
 
     ``optimizer``/``landscape``: for a stored sweep of functions that have no import path
     (lambdas, closures), the same functions again (checked against the stored fingerprint);
@@ -132,13 +166,29 @@ def locate(
         f"{over}_star_coarse": coarse,
         "at_edge": at_edge,
     }
+    status = np.where(~valid, "invalid", np.where(at_edge, "edge", "ok")).astype(object)
     steps = config["steps"]
+    linear = bool(plan.options.renormalise)
+    window = (1.0 if linear else 0.5) if refine_window is None else float(refine_window)
+    run_steps, tangent = int(refine_steps), None
+    if refine and not linear:
+        # Refinement runs just long enough to reach the floor (module docstring).
+        tangent = int(min(max(refine_steps // 16, 1024), 16384))
+        pilot = _execute.run_points(plan, pts(coarse), steps=refine_steps, window=window,
+                                    metrics=["floor_step"], dtype=refine_dtype, tangent_steps=tangent)
+        fs = pilot["floor_step"]
+        floored = np.isfinite(fs)
+        status = np.where((status == "ok") & ~floored, "unconverged", status).astype(object)
+        if np.all(floored | ~valid) and np.any(floored):
+            # the pilot samples its series every ~refine_steps/1024 steps: the floor lies before the next sample
+            need = 2 * (float(np.max(fs[floored])) + refine_steps / _metrics._MAX_SERIES)
+            run_steps = int(min(refine_steps, max(512, 1 << int(np.ceil(np.log2(need))))))
     if refine:
         tol_abs = tol * np.maximum(np.abs(coarse), 1e-3 * spacing)
 
         def neg_rate(s):
-            r = _execute.run_points(plan, pts(s), steps=refine_steps, window=refine_window, metrics=["rate"],
-                            dtype=refine_dtype)["rate"]
+            r = _execute.run_points(plan, pts(s), steps=run_steps, window=window, metrics=["rate"],
+                                    dtype=refine_dtype, tangent_steps=tangent)["rate"]
             return np.where(np.isfinite(r), -r, np.inf)
 
         # The coarse rates (short runs) are biased near the kink, by several grid cells
@@ -147,12 +197,24 @@ def locate(
         i_w, walk_edge = bracket_walk(neg_rate, sig, i_c)
         at_edge = at_edge | walk_edge
         s_star, f_star = golden_section(neg_rate, sig[i_w - 1], sig[i_w + 1], 0.5 * tol_abs)
-        out["at_edge"] = at_edge
-        out[f"{over}_star"] = np.where(at_edge, np.nan, s_star)
-        out["rho_star"] = np.where(at_edge, np.nan, np.exp(f_star))
+        # A flat optimum (heavy ball's ρ = √μ over a range of η): the bracket's ends are as fast.
+        f_lo, f_hi = neg_rate(sig[i_w - 1]), neg_rate(sig[i_w + 1])
+        with np.errstate(invalid="ignore"):  # inf − inf: an unstable end is not flat
+            flat = ((np.abs(f_lo - f_star) <= 10 * tol * np.abs(f_star))
+                    & (np.abs(f_hi - f_star) <= 10 * tol * np.abs(f_star)))
+        rho = np.exp(f_star)
     else:
-        out[f"{over}_star"] = np.where(at_edge, np.nan, coarse)
-        out["rho_star"] = np.where(at_edge, np.nan, np.exp(-R[np.arange(n), i_best]))
+        s_star, rho = coarse, np.exp(-R[np.arange(n), i_best])
+        flat = np.zeros(n, bool)
+    status = np.where((status != "invalid") & at_edge, "edge", status).astype(object)
+    status = np.where(np.isin(status, ("ok", "unconverged")) & ~(rho < 1), "no_contraction", status).astype(object)
+    # On a plateau the downhill walk follows rounding noise, to an edge as often as not.
+    status = np.where(np.isin(status, ("ok", "edge")) & flat & (rho < 1), "plateau", status).astype(object)
+    report = np.isin(status, ("ok", "plateau", "unconverged"))  # a value that is still an optimum
+    out["at_edge"] = at_edge & ~report  # an edge is never reported as an optimum
+    out[f"{over}_star"] = np.where(report, s_star, np.nan)
+    out["rho_star"] = np.where(report, rho, np.nan)
+    out["status"] = status.astype(str)
     if "timescale" in ds:
         T = ds.timescale.transpose(*others, over).values.astype(np.float64).reshape(-1, len(sig))
         Tm = np.where(np.isfinite(T), T, np.inf)
@@ -192,8 +254,8 @@ def locate(
         # the grid edge. The coarse rates are not trusted near |ρ| = 1 (short runs): the
         # brackets are checked with refine-quality runs.
         def rate_at(s):  # the sign of the asymptotic rate: long runs, as for sigma_star
-            r = _execute.run_points(plan, pts(s), steps=refine_steps, window=refine_window,
-                            metrics=["rate"], dtype=refine_dtype)["rate"]
+            r = _execute.run_points(plan, pts(s), steps=run_steps, window=window,
+                                    metrics=["rate"], dtype=refine_dtype, tangent_steps=tangent)["rate"]
             return np.nan_to_num(r, nan=-1.0)  # non-finite = unstable
 
         centre = np.where(np.isfinite(out[f"{over}_star"]), out[f"{over}_star"], coarse)
@@ -206,13 +268,19 @@ def locate(
                 r = bisect_sign(rate_at, centre, edges, tol, tol * 1e-3 * spacing) if refine else edges
                 res[has] = r[has]
             out[name] = res
+    counts = {k: int(v) for k, v in zip(*np.unique(out["status"], return_counts=True))}
+    bad = {k: v for k, v in counts.items() if k != "ok"}
+    if bad:
+        warnings.warn(f"locate over {over!r}: {sum(bad.values())} of {n} rows are not clean interior optima: "
+                      + ", ".join(f"{v} {k} ({STATUS[k]})" for k, v in bad.items()), stacklevel=2)
     coords = {d: ds[d].values for d in others}
     res = xr.Dataset(
         {k: (others, np.asarray(v).reshape(oshape)) for k, v in out.items()},
         coords=coords,
         attrs={**{k: v for k, v in ds.attrs.items() if k != "complete"},
-               "locate_over": over, "refine_steps": refine_steps if refine else 0,
-               "refine_window": refine_window, "tol": tol, "refine_dtype": refine_dtype or plan.dtype},
+               "locate_over": over, "refine_steps": run_steps if refine else 0,
+               "refine_window": window, "tol": tol, "refine_dtype": refine_dtype or plan.dtype,
+               "tangent_steps": tangent or 0, "status_counts": json.dumps(counts)},
     )
     return res
 
