@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 
 import jax.numpy as jnp
 import numpy as np
