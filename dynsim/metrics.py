@@ -516,7 +516,7 @@ def _series_fit(ys, times, steps: int, window: float):
     fell = tail < min(-2 * _FLOOR_MARGIN, 0.25 * math.log(float(jnp.finfo(ys.dtype).eps)))
     floored = jnp.where(tail_ok, (j_cand < n - m) & flat & fell, last_valid >= 0)
     j_end = jnp.where(floored, j_cand, n - 1)
-    s_rate = jnp.where(floored, s_cand, _window_slope(ys, valid, times, j_end, steps, window))
+    s_rate = _window_slope(ys, valid, times, j_end, steps, window)
     s_T = _window_slope(ys, valid, times, j_end, steps, None)
     # Stopped decreasing although the run as a whole fell: the tail fell by less than 2% of
     # what the whole-run slope predicts (a run slowing down in a valley still falls by more).
@@ -661,21 +661,20 @@ def _fit_point(kern: _Kernel, zs, acc, xj):
 
 
 def _fit_schedule(steps: int, cfg: MetricConfig, per_step: bool, dtype):
-    """Static per-checkpoint data: LS coefficients and weights (shared by all points)."""
+    """Static per-checkpoint data (shared by all points): ``(stride, xs, times)``.
+
+    ``xs`` holds, per fit checkpoint ``j = 1..n``, its index (where an unrescaled run stores
+    its series) and, when renormalising, the least-squares coefficients of the online fits.
+    """
     stride = fit_stride(steps, cfg.every, cfg.renormalise, per_step, cfg.fit_every)
     times = checkpoint_times(steps, cfg.every * stride)
-    w_rate = hann_window_weights(times, steps, cfg.window)
-    w_T = np.ones_like(times)
-    npd = np.dtype(dtype)
-    xs = {  # per fit checkpoint j = 1..n (index j-1)
-        "C": jnp.asarray((fit_weights(times, w_rate) + 1j * fit_weights(times, w_T)).astype(
-            np.complex64 if npd == np.float32 else np.complex128)),
-        "wr": jnp.asarray(w_rate[1:].astype(npd)),
-        "wT": jnp.asarray(w_T[1:].astype(npd)),
-        "tau": jnp.asarray((times[1:] / steps).astype(npd)),
-        "j": jnp.arange(1, len(times), dtype=jnp.int32),
-    }
-    return stride, xs, times, w_rate, w_T
+    xs = {"j": jnp.arange(1, len(times), dtype=jnp.int32)}
+    if cfg.renormalise:
+        w_rate = hann_window_weights(times, steps, cfg.window)
+        w_T = np.ones_like(times)
+        xs["C"] = jnp.asarray((fit_weights(times, w_rate) + 1j * fit_weights(times, w_T)).astype(
+            np.complex64 if np.dtype(dtype) == np.float32 else np.complex128))
+    return stride, xs, times
 
 
 def _init_accumulators(kern: _Kernel, x0, u0, inner0, n_times: int):
@@ -1059,7 +1058,7 @@ def run_metrics(
         sharpness=lambda th, u, inner, count: vsharp(hp_b, lp_b, th, u, inner, count), minimum=minimum, loss_star=loss_star, dhat=dhat,
         y_init=y_init, log_gap0=log_gap0, floor=floor, thr_abs=None if d0 is None else cfg.eps * d0,
     )
-    stride, xs, times, _, _ = _fit_schedule(steps, cfg, kern.per_step, dtype)
+    stride, xs, times = _fit_schedule(steps, cfg, kern.per_step, dtype)
     x0, inner0, acc = _init_accumulators(kern, x0, u0, inner0, len(times))
     carry = (kern.pack(x0, u0), inner0, jnp.zeros((), jnp.int32), acc)
     zs, inner, count, acc = _scan_run(kern, cfg, steps, carry, stride, xs)

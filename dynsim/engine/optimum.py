@@ -180,15 +180,21 @@ def locate(
         floored = np.isfinite(fs)
         status = np.where((status == "ok") & ~floored, "unconverged", status).astype(object)
         if np.all(floored | ~valid) and np.any(floored):
-            # the pilot samples its series every ~refine_steps/1024 steps: the floor lies before the next sample
-            need = 2 * (float(np.max(fs[floored])) + refine_steps / _metrics._MAX_SERIES)
+            # the pilot samples its series every `sample` steps: the floor lies before the next sample
+            sample = float(np.diff(_metrics.fit_times(refine_steps, plan.options.every, False, False))[0])
+            need = 2 * (float(np.max(fs[floored])) + sample)
             run_steps = int(min(refine_steps, max(512, 1 << int(np.ceil(np.log2(need))))))
+
+    def refined_rate(s):
+        """The asymptotic rate at ``s``: refine-quality runs (for the optimum and the stable interval)."""
+        return _execute.run_points(plan, pts(s), steps=run_steps, window=window, metrics=["rate"],
+                                   dtype=refine_dtype, tangent_steps=tangent)["rate"]
+
     if refine:
         tol_abs = tol * np.maximum(np.abs(coarse), 1e-3 * spacing)
 
         def neg_rate(s):
-            r = _execute.run_points(plan, pts(s), steps=run_steps, window=window, metrics=["rate"],
-                                    dtype=refine_dtype, tangent_steps=tangent)["rate"]
+            r = refined_rate(s)
             return np.where(np.isfinite(r), -r, np.inf)
 
         # The coarse rates (short runs) are biased near the kink, by several grid cells
@@ -254,9 +260,7 @@ def locate(
         # the grid edge. The coarse rates are not trusted near |ρ| = 1 (short runs): the
         # brackets are checked with refine-quality runs.
         def rate_at(s):  # the sign of the asymptotic rate: long runs, as for sigma_star
-            r = _execute.run_points(plan, pts(s), steps=run_steps, window=window,
-                                    metrics=["rate"], dtype=refine_dtype, tangent_steps=tangent)["rate"]
-            return np.nan_to_num(r, nan=-1.0)  # non-finite = unstable
+            return np.nan_to_num(refined_rate(s), nan=-1.0)  # non-finite = unstable
 
         centre = np.where(np.isfinite(out[f"{over}_star"]), out[f"{over}_star"], coarse)
         centre_ok = valid & (rate_at(centre) > 0)
