@@ -466,6 +466,10 @@ def traced_control_flow(what: str, e: Exception, subject: str = "theta") -> str:
             f"branch with jnp.where(cond, a, b) or jax.lax.cond(cond, f, g, {subject})")
 
 
+# Installed packages that name code by import path: never a user's module to find again.
+_LIBRARY_PACKAGES = ("dynsim", "optax", "jax", "flax", "numpy")
+
+
 def _user_module_roots(*paths) -> list[str]:
     """The folders from which the user modules named by ``module:attr`` paths were imported."""
     import pathlib
@@ -478,7 +482,7 @@ def _user_module_roots(*paths) -> list[str]:
         top = path.split(":")[0].split(".")[0]
         mod = sys.modules.get(top)
         file = getattr(mod, "__file__", None)
-        if file is None or top in ("dynsim", "optax", "jax", "flax", "numpy"):
+        if file is None or top in _LIBRARY_PACKAGES:
             continue
         f = pathlib.Path(file).resolve()
         root = f.parent.parent if f.name == "__init__.py" else f.parent
@@ -497,7 +501,7 @@ def _importable_again(config: Mapping, what: str, value) -> None:
     if not isinstance(value, str) or ":" not in value or not config.get("importable", {}).get(what, True):
         return
     module = value.split(":")[0]
-    if module.split(".")[0] in ("dynsim", "optax"):
+    if module.split(".")[0] in _LIBRARY_PACKAGES:
         return
     stored = [*config.get("import_paths", []), *config.get("source", {}).get("import_paths", [])]
     try:
