@@ -750,26 +750,26 @@ def _tangent_rate(kern: _Kernel, zs, inner, count, theta0, disp, tangent_steps: 
     series before a nearly degenerate slow pair of modes separates (float32 resolves ~13
     e-folds of the distance at θ* = (1, 1)); the tangent has no floor. The very same step
     (user optax transformations included) is linearised once at the final point
-    (``jax.linearize``) and the tangent is pushed through it, started from the run's last displacement that still lowered the loss (its
-    slowest modes, already separated by the run; ``θ₀ − θ_T`` if there is none), rescaled by exact
-    powers of two every ``_UNRESCALED_EVERY`` steps, and ``ln‖(dθ, du)‖`` is fitted with
-    the late-window Hann taper, like ``rate``.
+    (``jax.linearize``) and the tangent is pushed through it, started from a displacement of
+    the run taken 2–4 decades above the floor (its slowest modes, already separated by the
+    run; ``θ₀ − θ_T`` if there is none), rescaled by exact powers of two every
+    ``_UNRESCALED_EVERY`` steps, and ``ln‖(dθ, du)‖`` is fitted with the late-window Hann
+    taper, like ``rate``. Integer leaves of the rule's state (step counts) stay as they are.
     """
     P, dtype = kern.P, kern.dtype
     x, u = kern.unpack(zs)
     leaves, treedef = jax.tree.flatten(inner)
     is_f = [jnp.issubdtype(v.dtype, jnp.inexact) for v in leaves]
 
-    def step(xf, uf, fl, rest, cnt):
-        it = iter(fl)
-        jt = iter(rest)
-        inn = jax.tree.unflatten(treedef, [next(it) if f else next(jt) for f in is_f])
-        x2, u2, inn2 = kern.step(xf, uf, inn, cnt)
-        l2 = jax.tree.leaves(inn2)
-        return (x2, u2, [v for v, f in zip(l2, is_f) if f]), [v for v, f in zip(l2, is_f) if not f]
-
     fl = [v for v, f in zip(leaves, is_f) if f]
     rest = [v for v, f in zip(leaves, is_f) if not f]
+
+    def step(xf, uf, fl_):
+        """The step on (θ, u, the float leaves of the state): the function that is linearised."""
+        it, jt = iter(fl_), iter(rest)
+        inn = jax.tree.unflatten(treedef, [next(it) if f else next(jt) for f in is_f])
+        x2, u2, inn2 = kern.step(xf, uf, inn, count)
+        return x2, u2, [v for v, f in zip(jax.tree.leaves(inn2), is_f) if f]
     moved = _max_abs(disp, P) > 0
     dx = jnp.where(_bcast(moved, x), disp[0], theta0 - x)
     du = jnp.where(_bcast(moved, u), disp[1], 0.0)
@@ -793,7 +793,7 @@ def _tangent_rate(kern: _Kernel, zs, inner, count, theta0, disp, tangent_steps: 
 
     # The map linearised once at the floor point (jax.linearize): each tangent step then costs
     # only the linear part, not a primal step as well.
-    lin = jax.linearize(lambda a, b, f_: step(a, b, f_, rest, count)[0], x, u, fl)[1]
+    lin = jax.linearize(step, x, u, fl)[1]
 
     def interval(c, Cj):
         (t, E, y_prev, acc) = c
@@ -845,12 +845,11 @@ def _finalise(kern: _Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc
                    if kern.loss_mode else jnp.zeros((P,), bool))
         rate = -s_rate
         if cfg.tangent_steps and want & {"rate", "rho"}:
-            use = floored & ~plateau & jnp.isfinite(_max_abs((x, u), P))
+            use = floored & ~plateau & state_ok
             # a real branch (lax.map over blocks): blocks with no floored point skip it
             r_tan = jax.lax.cond(jnp.any(use),
                                  lambda: _tangent_rate(kern, zs, inner, count, theta0, acc["disp"],
-                                                       cfg.tangent_steps,
-                                                       cfg.window),
+                                                       cfg.tangent_steps, cfg.window),
                                  lambda: jnp.full((P,), jnp.nan, dtype))
             rate = jnp.where(use, r_tan, rate)
         unfit = ~jnp.isfinite(rate) | plateau
