@@ -443,9 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, program: bool = False) -> int:
+    """Run one command; ``program=True`` when this process is the ``dynsim`` program itself.
+
+    The program's signals are then the CLI's: a sweep installs its own handlers, every
+    other command gets Python's default back from the start-up guard of
+    :mod:`dynsim.__main__` (a Ctrl-C is then the one-line ``interrupted`` below).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    if program and args.command != "sweep":
+        import signal
+
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if args.x64:
         import jax
 
@@ -462,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dynsim {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
-        if argv is None and args.command == "sweep":
+        if program and args.command == "sweep":
             _quiet_shutdown()
         elif "previous" in _SWEEP_OUT:  # main([...]) from Python: give the caller its handlers back
             import signal
@@ -483,7 +494,3 @@ def _quiet_shutdown() -> None:
     sys.stdout.flush()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
