@@ -404,9 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--list", action="store_true", help="list available figures")
     f.set_defaults(func=_cmd_figure)
 
-    s = sub.add_parser("sweep", help="run a hyperparameter sweep from a TOML config")
+    # --out is required with CONFIG, and CONFIG is absent with --resume: the usage says both forms
+    s = sub.add_parser("sweep", help="run a hyperparameter sweep from a TOML config",
+                       usage="dynsim sweep CONFIG.toml --out DIR [options]\n       dynsim sweep --resume DIR")
     s.add_argument("config", nargs="?", help="sweep config (TOML); omit with --resume")
-    s.add_argument("--out", help="result directory (zarr store + config)")
+    s.add_argument("--out", metavar="DIR", help="result directory (zarr store + config); required with CONFIG")
     s.add_argument("--resume", metavar="DIR", help="resume the sweep stored in DIR")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config entry, e.g. --set steps=4096 (repeatable)")

@@ -129,6 +129,16 @@ def _validate(call: str, checks: dict[str, tuple[Scalar, str]]) -> None:
             raise ValueError(f"{call}: {name}={v} must be in {constraint}")
 
 
+def _checked(rule: str, checks: dict[str, tuple[Scalar, str]], **unchecked) -> dict:
+    """Validate a factory's hyperparameters (:func:`_validate`); return them by name, for ``Rule.hyperparams``.
+
+    Error messages quote the call as written, ``rule(name=value, ...)``.
+    """
+    values = {name: value for name, (value, _) in checks.items()} | unchecked
+    _validate(f"{rule}(" + ", ".join(f"{k}={v!r}" for k, v in values.items()) + ")", checks)
+    return values
+
+
 def _as(x: Scalar, like: jax.Array) -> jax.Array:
     """Cast a hyperparameter to a leaf's dtype (keeps float32 runs float32)."""
     return jnp.asarray(x, dtype=like.dtype)
@@ -364,12 +374,8 @@ def gd(learning_rate: Scalar) -> Rule:
     >>> traj.theta[:, 0].tolist()
     [1.0, 0.5, 0.25, 0.125]
     """
-    _validate(f"gd(learning_rate={learning_rate!r})", {"learning_rate": (learning_rate, ">=0")})
-    return lookahead_momentum(
-        scale_by_learning_rate(learning_rate),
-        name="gd",
-        hyperparams={"learning_rate": learning_rate},
-    )
+    hyper = _checked("gd", {"learning_rate": (learning_rate, ">=0")})
+    return lookahead_momentum(scale_by_learning_rate(learning_rate), name="gd", hyperparams=hyper)
 
 
 def heavy_ball(learning_rate: Scalar, momentum: Scalar) -> Rule:
@@ -377,15 +383,8 @@ def heavy_ball(learning_rate: Scalar, momentum: Scalar) -> Rule:
 
     ``m_i = μ m_{i-1} − η ∇L(θ_i)``, ``θ_{i+1} = θ_i + m_i``.
     """
-    call = f"heavy_ball(learning_rate={learning_rate!r}, momentum={momentum!r})"
-    _validate(call, {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
-    return lookahead_momentum(
-        scale_by_learning_rate(learning_rate),
-        momentum,
-        0.0,
-        name="heavy_ball",
-        hyperparams={"learning_rate": learning_rate, "momentum": momentum},
-    )
+    hyper = _checked("heavy_ball", {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
+    return lookahead_momentum(scale_by_learning_rate(learning_rate), momentum, 0.0, name="heavy_ball", hyperparams=hyper)
 
 
 def nesterov(learning_rate: Scalar, momentum: Scalar) -> Rule:
@@ -393,15 +392,8 @@ def nesterov(learning_rate: Scalar, momentum: Scalar) -> Rule:
 
     ``m_i = μ m_{i-1} − η ∇L(θ_i + μ m_{i-1})``; super-acceleration with ``σ = μ``.
     """
-    call = f"nesterov(learning_rate={learning_rate!r}, momentum={momentum!r})"
-    _validate(call, {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
-    return lookahead_momentum(
-        scale_by_learning_rate(learning_rate),
-        momentum,
-        momentum,
-        name="nesterov",
-        hyperparams={"learning_rate": learning_rate, "momentum": momentum},
-    )
+    hyper = _checked("nesterov", {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
+    return lookahead_momentum(scale_by_learning_rate(learning_rate), momentum, momentum, name="nesterov", hyperparams=hyper)
 
 
 def super_accelerated(learning_rate: Scalar, momentum: Scalar, sigma: Scalar) -> Rule:
@@ -421,24 +413,12 @@ def super_accelerated(learning_rate: Scalar, momentum: Scalar, sigma: Scalar) ->
     >>> [round(x, 6) for x in traj.theta[:, 0].tolist()]   # m0 = -0.1; m1 = 0.9*m0 - 0.1*(0.9 + 2*m0)
     [1.0, 0.9, 0.74]
     """
-    call = (
-        f"super_accelerated(learning_rate={learning_rate!r}, momentum={momentum!r}, "
-        f"sigma={sigma!r})"
-    )
-    _validate(
-        call,
-        {
-            "learning_rate": (learning_rate, ">=0"),
-            "momentum": (momentum, "real"),
-            "sigma": (sigma, "real"),
-        },
+    hyper = _checked(
+        "super_accelerated",
+        {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real"), "sigma": (sigma, "real")},
     )
     return lookahead_momentum(
-        scale_by_learning_rate(learning_rate),
-        momentum,
-        sigma,
-        name="super_accelerated",
-        hyperparams={"learning_rate": learning_rate, "momentum": momentum, "sigma": sigma},
+        scale_by_learning_rate(learning_rate), momentum, sigma, name="super_accelerated", hyperparams=hyper
     )
 
 
@@ -454,14 +434,14 @@ def ema_momentum(learning_rate: Scalar, beta: Scalar, lookahead: bool = False) -
     """
     if not isinstance(lookahead, bool):
         raise ValueError(f"ema_momentum(lookahead={lookahead!r}): lookahead must be True or False")
-    call = f"ema_momentum(learning_rate={learning_rate!r}, beta={beta!r}, lookahead={lookahead})"
-    _validate(call, {"learning_rate": (learning_rate, ">=0"), "beta": (beta, "[0,1)")})
+    hyper = _checked("ema_momentum", {"learning_rate": (learning_rate, ">=0"), "beta": (beta, "[0,1)")},
+                     lookahead=lookahead)
     return lookahead_momentum(
         optax.chain(scale_by_ema(beta), scale_by_learning_rate(learning_rate)),
         0.0,
         beta if lookahead else 0.0,
         name="ema_momentum",
-        hyperparams={"learning_rate": learning_rate, "beta": beta, "lookahead": lookahead},
+        hyperparams=hyper,
     )
 
 
@@ -474,8 +454,7 @@ def nesterov_time_varying(learning_rate: Scalar, gamma: Scalar = 3.0) -> Rule:
     ``y_k = x_k + (k−1)/(k+2)(x_k − x_{k-1})``, whose ``s → 0`` limit is the ODE
     ``x'' + (3/t) x' + ∇L(x) = 0``. ``μ_0`` multiplies a zero velocity; it is set to 0.
     """
-    call = f"nesterov_time_varying(learning_rate={learning_rate!r}, gamma={gamma!r})"
-    _validate(call, {"learning_rate": (learning_rate, ">=0"), "gamma": (gamma, ">0")})
+    hyper = _checked("nesterov_time_varying", {"learning_rate": (learning_rate, ">=0"), "gamma": (gamma, ">0")})
 
     def mu(count):  # count = k, the steps already taken
         c = jnp.maximum(jnp.asarray(count, jnp.result_type(float)) - 1, 0)
@@ -486,7 +465,7 @@ def nesterov_time_varying(learning_rate: Scalar, gamma: Scalar = 3.0) -> Rule:
         mu,
         mu,
         name="nesterov_time_varying",
-        hyperparams={"learning_rate": learning_rate, "gamma": gamma},
+        hyperparams=hyper,
     )
 
 
@@ -504,32 +483,14 @@ def rmsprop_sa(
         m_i &= μ\,m_{i-1} - η\, g_i / \sqrt{r_i + ε}\\
         θ_{i+1} &= θ_i + m_i .
     """
-    call = (
-        f"rmsprop_sa(learning_rate={learning_rate!r}, momentum={momentum!r}, sigma={sigma!r}, "
-        f"decay={decay!r}, eps={eps!r})"
-    )
-    _validate(
-        call,
-        {
-            "learning_rate": (learning_rate, ">=0"),
-            "momentum": (momentum, "real"),
-            "sigma": (sigma, "real"),
-            "decay": (decay, "[0,1)"),
-            "eps": (eps, ">=0"),
-        },
-    )
+    hyper = _checked("rmsprop_sa", {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real"),
+                                    "sigma": (sigma, "real"), "decay": (decay, "[0,1)"), "eps": (eps, ">=0")})
     return lookahead_momentum(
         optax.chain(scale_by_rms_sa(decay, eps), scale_by_learning_rate(learning_rate)),
         momentum,
         sigma,
         name="rmsprop_sa",
-        hyperparams={
-            "learning_rate": learning_rate,
-            "momentum": momentum,
-            "sigma": sigma,
-            "decay": decay,
-            "eps": eps,
-        },
+        hyperparams=hyper,
     )
 
 
@@ -556,26 +517,14 @@ def adam_sa(
     parallel to eq. (4). The Θ view of :class:`Rule` gives the reparametrised,
     Nadam-shaped update automatically.
     """
-    call = (
-        f"adam_sa(learning_rate={learning_rate!r}, b1={b1!r}, b2={b2!r}, sigma={sigma!r}, "
-        f"eps={eps!r})"
-    )
-    _validate(
-        call,
-        {
-            "learning_rate": (learning_rate, ">=0"),
-            "b1": (b1, "[0,1)"),
-            "b2": (b2, "[0,1)"),
-            "sigma": (sigma, "real"),
-            "eps": (eps, ">=0"),
-        },
-    )
+    hyper = _checked("adam_sa", {"learning_rate": (learning_rate, ">=0"), "b1": (b1, "[0,1)"),
+                                 "b2": (b2, "[0,1)"), "sigma": (sigma, "real"), "eps": (eps, ">=0")})
     return lookahead_momentum(
         optax.chain(scale_by_adam_sa(b1, b2, eps), scale_by_learning_rate(learning_rate)),
         0.0,
         sigma,
         name="adam_sa",
-        hyperparams={"learning_rate": learning_rate, "b1": b1, "b2": b2, "sigma": sigma, "eps": eps},
+        hyperparams=hyper,
     )
 
 

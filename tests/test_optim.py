@@ -41,36 +41,18 @@ def np_super_accelerated(grad, theta0, eta, g, sigma, steps):
 
 
 def np_heavy_ball(grad, theta0, eta, g, steps):
-    """Nakerst eq. (2)."""
-    theta, m = np.array(theta0, float), np.zeros_like(theta0, dtype=float)
-    out = [theta.copy()]
-    for _ in range(steps):
-        m = g * m - eta * grad(theta)
-        theta = theta + m
-        out.append(theta.copy())
-    return np.array(out)
+    """Nakerst eq. (2): eq. (4) with the gradient at θ_i (σ = 0)."""
+    return np_super_accelerated(grad, theta0, eta, g, 0.0, steps)
 
 
 def np_nesterov(grad, theta0, eta, g, steps):
-    """Nakerst eq. (3)."""
-    theta, m = np.array(theta0, float), np.zeros_like(theta0, dtype=float)
-    out = [theta.copy()]
-    for _ in range(steps):
-        m = g * m - eta * grad(theta + g * m)
-        theta = theta + m
-        out.append(theta.copy())
-    return np.array(out)
+    """Nakerst eq. (3): eq. (4) with the gradient at θ_i + μ m_{i−1} (σ = μ)."""
+    return np_super_accelerated(grad, theta0, eta, g, g, steps)
 
 
 def np_su_midpoint(grad, theta0, alpha, beta, steps):
-    """Su eq. (20): v_{n+1} = βv_n − α∇L(θ_n + (β/2)v_n), θ_{n+1} = θ_n + v_{n+1}."""
-    theta, v = np.array(theta0, float), np.zeros_like(theta0, dtype=float)
-    out = [theta.copy()]
-    for _ in range(steps):
-        v = beta * v - alpha * grad(theta + beta / 2 * v)
-        theta = theta + v
-        out.append(theta.copy())
-    return np.array(out)
+    """Su eq. (20): v_{n+1} = βv_n − α∇L(θ_n + (β/2)v_n), θ_{n+1} = θ_n + v_{n+1} (eq. (4) at σ = β/2)."""
+    return np_super_accelerated(grad, theta0, alpha, beta, beta / 2, steps)
 
 
 def np_rmsprop_sa(grad, theta0, eta, g, sigma, decay, eps, steps):

@@ -51,6 +51,7 @@ except ImportError:  # not POSIX: no advisory locks (documented in the module do
 
 import numpy as np
 
+from dynsim import provenance
 
 __all__ = ["CorruptStoreError", "StoreBusyError", "StoreWriteError", "writing", "creating", "critical",
            "in_critical", "defer", "live", "count_done", "write_failed", "write_source", "check_writable_target",
@@ -386,6 +387,8 @@ def create(out: pathlib.Path, coords: Mapping[str, tuple[tuple[str, ...], np.nda
     for name, (dims, values) in coords.items():
         if len(dims) == 1 and dims[0] == name:
             sizes[name] = len(values)
+    code = provenance.revision()
+    attrs = {**attrs, "git_commit": code["git_commit"] or "", "git_dirty": bool(code["git_dirty"])}
     g = zarr.open_group(str(out / STORE), mode="w-", attributes=attrs, zarr_format=3)
     for name, (dims, values) in coords.items():
         values = np.asarray(values)
@@ -398,7 +401,7 @@ def create(out: pathlib.Path, coords: Mapping[str, tuple[tuple[str, ...], np.nda
         g.create_array(v.name, shape=shape, dtype=v.dtype, chunks=tuple(zarr_chunks) + shape[len(grid_dims):],
                        dimension_names=list(v.dims), fill_value=v.fill, attributes=dict(v.attrs))
     meta = {**meta, "variables": {v.name: list(v.dims) for v in variables},
-            "coords": {k: list(d) for k, (d, _) in coords.items()}}
+            "coords": {k: list(d) for k, (d, _) in coords.items()}, "code": provenance.revision()}
     # the config is written last: its presence marks a fully created store
     tmp = out / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1) + "\n")

@@ -109,7 +109,10 @@ def run(name: str, out: str | pathlib.Path | None = None, quick: bool = False) -
         shutil.rmtree(stage)
     stage.mkdir()
     try:
-        figs[name].fn(stage, quick=quick)
+        from dynsim.figures import _io
+
+        with _io.running(name, quick):
+            figs[name].fn(stage, quick=quick)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

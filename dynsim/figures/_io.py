@@ -1,6 +1,7 @@
 """Small writers shared by every figure: config, CSV, notes, PNG; a number format and a loss contour."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import functools
@@ -29,11 +30,12 @@ def save_config(out: pathlib.Path, name: str, config: Mapping[str, Any]) -> None
     """Write ``config.json`` with the figure's parameters and provenance."""
     import jax
 
-    import dynsim
+    from dynsim import provenance
 
     meta = {
         "figure": name,
-        "dynsim_version": dynsim.__version__,
+        "quick": bool(_RUN.get("quick", False)),
+        **provenance.revision(),
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
         "x64": bool(jax.config.jax_enable_x64),
@@ -57,9 +59,33 @@ def save_csv(path: pathlib.Path, columns: Mapping[str, Sequence[Any]]) -> None:
             w.writerow([repr(float(v)) if isinstance(v, (float, np.floating)) else v for v in row])
 
 
+# the figure being run (set by dynsim.figures.run): its name and whether it is a --quick run
+_RUN: dict = {}
+
+
+@contextlib.contextmanager
+def running(name: str, quick: bool):
+    """While figure ``name`` runs: NOTES and config.json say whether it was a ``--quick`` run."""
+    _RUN.update(name=name, quick=bool(quick))
+    try:
+        yield
+    finally:
+        _RUN.clear()
+
+
 def save_notes(out: pathlib.Path, title: str, body: str) -> None:
-    """Write ``NOTES.md``: what the paper reports beside what we get."""
-    (out / "NOTES.md").write_text(f"# {title}\n\n{body.strip()}\n")
+    """Write ``NOTES.md``: what the paper reports beside what we get.
+
+    A ``--quick`` run's notes say so at the top, and the command they quote is the one
+    that made them (``dynsim figure NAME --quick``), not the full run's.
+    """
+    body = body.strip()
+    if _RUN.get("quick"):
+        name = _RUN["name"]
+        body = body.replace(f"`dynsim figure {name}`", f"`dynsim figure {name} --quick`")
+        body = (f"> Made by `dynsim figure {name} --quick`: a reduced run for smoke tests. Its numbers are "
+                f"not the figure's; `dynsim figure {name}` makes those.\n\n{body}")
+    (out / "NOTES.md").write_text(f"# {title}\n\n{body}\n")
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -81,6 +107,22 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: pathlib.Path, dpi: int = 130) -> None:
+    """Lay out, write and close a figure (closing frees it: figure runs draw dozens)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
+def label(ax, xlabel: str, ylabel: str, title: str, *, legend: float | None = 7, title_size: float = 10) -> None:
+    """Name a panel's axes and title, and draw its legend (``legend``: the font size; None: no legend)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=title_size)
+    if legend is not None:
+        ax.legend(fontsize=legend)
 
 
 def fmt(x, p: int = 4) -> str:

@@ -130,9 +130,7 @@ def bu_hb_vs_nag(out: pathlib.Path, quick: bool = False) -> None:
         ax.text(-rates[nm], i, f" {-rates[nm]:.4g}", va="center", fontsize=7)
     ax.set(xlabel="loss decay rate per step, −d ln L/dk", title="(d) exponential rates: measured vs predicted")
     fig.suptitle("Bu et al. — wide two-layer ReLU net, f = (1/√m) Σ a_r relu(w_rᵀx), W trained, a fixed, MSE", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out / "bu-hb-vs-nag.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / "bu-hb-vs-nag.png", dpi=50 if quick else 110)
 
     cols = {"step": k, "t_continuous": tc}
     for nm in rules:

@@ -209,9 +209,7 @@ def _plot(path, panels, runs, title, ylabel="sharpness λ_max(∇²L) at Θ"):
     for ax in axes[-1]:
         ax.set_xlabel("step (full batch)")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _io.save_figure(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------- eos-sa

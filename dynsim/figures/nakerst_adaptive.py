@@ -190,9 +190,7 @@ def _adaptive_sigma_star_figure(out: pathlib.Path, quick: bool, name: str):
     ax.legend(fontsize=8)
     fig.suptitle(f"{'Nakerst et al. Fig. 7 — ' if name == 'nakerst-fig7' else ''}{label} on L = θ²/2: "
                  + ", ".join(f"{k}={v:g}" for k, v in fixed.items()), fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out / f"{name}.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / f"{name}.png", dpi=50 if quick else 110)
 
     E, S = np.meshgrid(etas, sigmas, indexing="ij")
     _io.save_csv(out / f"{name}-grid.csv", {"eta": E.ravel(), "sigma": S.ravel(), "T": res["T"].ravel(),
@@ -266,8 +264,7 @@ def _rms_runs(eta, sigmas, steps, decay=0.999, eps=1e-7):
 def nakerst_fig8(out: pathlib.Path, quick: bool = False) -> None:
     plt = _io.pyplot()
     t_start = time.perf_counter()
-    L = landscapes.nakerst2d()
-    M = np.asarray(landscapes.NAKERST2D_MINIMUM)
+    L, M = landscapes.nakerst2d(), np.asarray(landscapes.NAKERST2D_MINIMUM)
     sigmas = [0.0, 0.9, 2.0, 3.0, 4.0, 6.0, 8.0]
     steps_show = 300 if quick else 1500
     steps_long = 600 if quick else 6000
@@ -344,9 +341,7 @@ def nakerst_fig8(out: pathlib.Path, quick: bool = False) -> None:
     ax.legend(fontsize=8)
     fig.suptitle("Nakerst et al. Fig. 8 — RMSProp with momentum g = 0.9 and super-acceleration, β₂ = 0.999, ε = 1e-7, "
                  "start (−1, −3.8)", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out / "nakerst-fig8.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / "nakerst-fig8.png", dpi=50 if quick else 110)
 
     cols = {"step": np.arange(steps_show + 1)}
     for eta in (0.01, 0.1):
@@ -462,9 +457,7 @@ def _adam_sa_mnist(out: pathlib.Path, quick: bool, res) -> None:
     axs[1].set(xlabel="step (full batch)", ylabel="test loss", title="(b) test loss")
     fig.suptitle(f"Adam with super-acceleration on MNIST (dynsim.train; train subset {sub['train_subset']}, "
                  f"test subset {sub['test_subset']})", fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out / "adam-sa-mnist.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / "adam-sa-mnist.png", dpi=50 if quick else 110)
     cols = {"step": step}
     for i, lr in enumerate(lrs):
         for j, s in enumerate(sigmas):

@@ -439,9 +439,7 @@ def nakerst_fig4(out: pathlib.Path, quick: bool = False) -> None:
     ax.set(ylabel="late-time loss decay rate per step", title="(d) late rate vs worst-mode prediction (rel. error)")
     ax.legend(fontsize=8, loc="upper left")
     fig.suptitle("Nakerst et al. Fig. 4 — 51-parameter linear regression (N_data = 1000)", fontsize=13)
-    fig.tight_layout()
-    fig.savefig(out / "nakerst-fig4.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / "nakerst-fig4.png", dpi=50 if quick else 110)
 
     # ---- data
     stride = 1 if quick else 10

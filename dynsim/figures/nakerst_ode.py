@@ -80,32 +80,21 @@ def fig2bc(out: pathlib.Path, quick: bool = False) -> None:
         a.plot(i, theta, "o", ms=2.5, color="k", label="SA map, eq. (5)")
         for w in (9, 10, 11):
             a.plot(i, xs[w], color=COLORS[w], lw=1.3, label=LABELS[w])
-        a.set_xlabel("i (= t)")
-        a.set_ylabel(r"$\theta^{(i)}$,  x(t)")
-        a.set_title(f"(b) kη={K_ETA_B}, g={G}, σ={SIGMA_B}; x(0)=1, x'(0)=0", fontsize=10)
-        a.legend(fontsize=8)
+        _io.label(a, "i (= t)", r"$\theta^{(i)}$,  x(t)", f"(b) kη={K_ETA_B}, g={G}, σ={SIGMA_B}; x(0)=1, x'(0)=0", legend=8)
         e = ax[1]
         for w in (9, 10, 11):
             e.semilogy(i, np.abs(xs[w] - theta) + 1e-16, color=COLORS[w], lw=1.0, label=f"{LABELS[w]}")
             e.semilogy(i, np.abs(xs_mid[w] - theta) + 1e-16, color=COLORS[w], lw=0.8, ls=":")
         e.set_ylim(1e-7, 1e-1)
-        e.set_xlabel("i")
-        e.set_ylabel(r"$|x(i) - \theta^{(i)}|$")
-        e.set_title("(b') error: solid x'(0)=0, dotted x'(0)=−kη/2", fontsize=10)
-        e.legend(fontsize=8)
+        _io.label(e, "i", r"$|x(i) - \theta^{(i)}|$", "(b') error: solid x'(0)=0, dotted x'(0)=−kη/2", legend=8)
         c = ax[2]
         c.semilogx(k_eta, exact, color="k", lw=2.2, label="exact: (g−(1−√kη)²)/kη = (12) − 1")
         c.semilogx(k_bf, bf, "s", ms=4, mfc="none", color="k", label="argmin_σ spectral radius")
         for w, eq in ((9, 12), (10, 13), (11, 14)):
             c.semilogx(k_eta, preds[w], color=COLORS[w], lw=1.3, ls="--", label=f"eq. ({eq}) from {LABELS[w]}")
         c.axhline(1.0, color="0.6", lw=0.6)
-        c.set_xlabel("kη")
-        c.set_ylabel("σ*")
-        c.set_title(f"(c) critical σ*, g={G}", fontsize=10)
-        c.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "nakerst-fig2bc.png", dpi=130)
-        plt.close(fig)
+        _io.label(c, "kη", "σ*", f"(c) critical σ*, g={G}")
+        _io.save_figure(fig, out / "nakerst-fig2bc.png")
 
         _io.save_csv(out / "nakerst-fig2b.csv", {"i": i, "theta_map": theta,
                                                  **{f"x_ode{w}": xs[w] for w in (9, 10, 11)},

@@ -26,24 +26,18 @@ G = 0.9
 FIG1_T_KETA = (0.003, 0.01, 0.03, 0.1, 0.3)  # panel (a)
 
 
+# Fig. 1's grid and run lengths: (the paper's, --quick)
+_FIG1 = {
+    "k_eta": ({"geomspace": [0.001, 0.6, 64]}, {"geomspace": [0.002, 0.5, 10]}),
+    "sigma": ({"linspace": [-45.0, 20.0, 261]}, {"linspace": [-25.0, 15.0, 81]}),
+    "steps": (2048, 1024),
+    "refine_steps": (1 << 18, 1 << 14),
+    "T_scan": (32, 8),
+}
+
+
 def _fig1_config(quick: bool) -> dict:
-    if quick:
-        return {
-            "momentum": G,
-            "k_eta": {"geomspace": [0.002, 0.5, 10]},
-            "sigma": {"linspace": [-25.0, 15.0, 81]},
-            "steps": 1024,
-            "refine_steps": 1 << 14,
-            "T_scan": 8,
-        }
-    return {
-        "momentum": G,
-        "k_eta": {"geomspace": [0.001, 0.6, 64]},
-        "sigma": {"linspace": [-45.0, 20.0, 261]},
-        "steps": 2048,
-        "refine_steps": 1 << 18,
-        "T_scan": 32,
-    }
+    return {"momentum": G, **{name: values[bool(quick)] for name, values in _FIG1.items()}}
 
 
 def _axis(spec):
@@ -130,9 +124,7 @@ def fig1(out: pathlib.Path, quick: bool = False) -> None:
     b.set_ylabel("σ*")
     b.set_title("(b) optimal σ* vs kη, g = 0.9")
     b.legend(fontsize=8, loc="lower center")
-    fig.tight_layout()
-    fig.savefig(out / "nakerst-fig1.png", dpi=130)
-    plt.close(fig)
+    _io.save_figure(fig, out / "nakerst-fig1.png")
 
     # ---- notes
     order = np.argsort(k_eta)
@@ -264,13 +256,8 @@ def fig2a(out: pathlib.Path, quick: bool = False) -> None:
         ax.plot(tt, _fit_model(tt, *p3), ":", color=colors[name], lw=1,
                 label=f"fit e^(−t/T)cos(ωt+δ): T = {p3[0]:.1f}, ω = {p3[1]:.3f}")
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xlabel("step i")
-    ax.set_ylabel("θ⁽ⁱ⁾")
-    ax.set_title(f"kη = {k_eta}, g = {G}: dynsim.simulate (points) and fits", fontsize=10)
-    ax.legend(fontsize=6.5)
-    fig.tight_layout()
-    fig.savefig(out / "nakerst-fig2a.png", dpi=130)
-    plt.close(fig)
+    _io.label(ax, "step i", "θ⁽ⁱ⁾", f"kη = {k_eta}, g = {G}: dynsim.simulate (points) and fits", legend=6.5)
+    _io.save_figure(fig, out / "nakerst-fig2a.png")
     _io.save_csv(out / "trajectories.csv", cols)
     _io.save_csv(out / "fits.csv", {k: [f[k] for f in fits] for k in fits[0]})
     rows = [[f["case"], f["sigma"], f["regime_exact"], f["T_fit"], f["T_fit4"], f["T_exact_asymptotic"],

@@ -138,9 +138,7 @@ def quadratic_spectrum(out: pathlib.Path, quick: bool = False) -> None:
            ylabel="k_max η", title="(d) how much the best σ beats heavy ball (g = 0.9 fixed)")
     fig.suptitle("Optimal super-acceleration on N-dim quadratics (worst-mode rate, exact from the spectrum), g = 0.9",
                  fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out / "quadratic-spectrum.png", dpi=50 if quick else 110)
-    plt.close(fig)
+    _io.save_figure(fig, out / "quadratic-spectrum.png", dpi=50 if quick else 110)
 
     cols = {"eta": E.ravel(), "kappa": K.ravel()}
     for fam in fams:

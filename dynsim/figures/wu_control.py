@@ -59,10 +59,7 @@ def _step_panel(ax, t, rows, label, title, vlines=()):
     ax.axhline(1.0, color="k", lw=0.6)
     for x, c, lab in vlines:
         ax.axvline(x, color=c, ls="--", lw=1.0, label=lab)
-    ax.set_xlabel("t (s)")
-    ax.set_ylabel("y(t)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    _io.label(ax, "t (s)", "y(t)", title)
 
 
 def _locus_panel(ax, kind, sweep, dense, marks, title, **fixed):
@@ -76,10 +73,7 @@ def _locus_panel(ax, kind, sweep, dense, marks, title, **fixed):
         ax.plot(pm[i].real, pm[i].imag, "x", color=c, ms=7, mew=2, label=f"{sweep}={marks[i]:g}")
     ax.axvline(0, color="k", lw=0.6)
     ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("Re s")
-    ax.set_ylabel("Im s")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    _io.label(ax, "Re s", "Im s", title)
     return p
 
 
@@ -118,9 +112,7 @@ def fig2(out: pathlib.Path, quick: bool = False) -> None:
         dense = np.geomspace(1e-4, 0.2, 400)
         _locus_panel(b, "sgd", "r", dense, R_SET, "(b) root locus: pole −K0·r (r ∈ [1e-4, 0.2])", K0=K0)
         b.set_xscale("symlog", linthresh=0.1)
-        fig.tight_layout()
-        fig.savefig(out / "wu-fig2.png", dpi=130)
-        plt.close(fig)
+        _io.save_figure(fig, out / "wu-fig2.png")
         _save_curves(out, "wu-fig2_step.csv", t, rows, "r")
         info = _info_columns(rows, "r")
         info["settling_time_5pct_wu"] = [3 / (K0 * r) for r in R_SET]
@@ -166,9 +158,7 @@ def fig3(out: pathlib.Path, quick: bool = False) -> None:
         _locus_panel(ax[1, 1], "momentum", "mu", np.geomspace(1e-3, 0.99, 600), MU_SET,
                      f"(d) root locus over μ ∈ [1e-3, 0.99], r={R_MU_SWEEP}", K0=K0, r=R_MU_SWEEP)
         ax[1, 1].set_xscale("symlog", linthresh=1.0)
-        fig.tight_layout()
-        fig.savefig(out / "wu-fig3.png", dpi=130)
-        plt.close(fig)
+        _io.save_figure(fig, out / "wu-fig3.png")
         _save_curves(out, "wu-fig3a_step.csv", ta, rows_a, "r")
         _save_curves(out, "wu-fig3c_step.csv", tc, rows_c, "mu")
         ia, ic = _info_columns(rows_a, "r"), _info_columns(rows_c, "mu")
@@ -260,13 +250,8 @@ def fig5(out: pathlib.Path, quick: bool = False) -> None:
         f.axhline(PAPER_NAG_PEAK, color="k", ls="--", lw=0.8, label="paper: 1.35")
         f.axvline(alpha, color="tab:blue", ls=":", label=f"α* = {alpha:.3f}")
         f.axvline(1.0, color="tab:green", ls=":", label="α = 1 (NAG ≡ SGD)")
-        f.set_xlabel("α")
-        f.set_ylabel("peak of the step response")
-        f.set_title(f"(f) NAG peak vs α (μ={MU}, K0={K0:g}, r={R_PEAK})", fontsize=10)
-        f.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "wu-fig5.png", dpi=130)
-        plt.close(fig)
+        _io.label(f, "α", "peak of the step response", f"(f) NAG peak vs α (μ={MU}, K0={K0:g}, r={R_PEAK})")
+        _io.save_figure(fig, out / "wu-fig5.png")
         _save_curves(out, "wu-fig5a_step.csv", ta, rows_a, "r")
         _save_curves(out, "wu-fig5c_step.csv", tc, rows_c, "mu")
         _io.save_csv(out / "wu-fig5_peak_vs_alpha.csv", {"alpha": alphas, "peak": peaks})
@@ -354,13 +339,8 @@ def table1(out: pathlib.Path, quick: bool = False) -> None:
         axp.axhline(1.0, color="k", lw=0.6)
         axp.set_xscale("symlog", linthresh=1.0)
         axp.set_xlim(0, 60)
-        axp.set_xlabel("t (s)")
-        axp.set_ylabel("y(t)")
-        axp.set_title(f"Table 1 systems: K0={K0:g}, r={R_PEAK}, μ={MU}", fontsize=10)
-        axp.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out / "wu-table1.png", dpi=130)
-        plt.close(fig)
+        _io.label(axp, "t (s)", "y(t)", f"Table 1 systems: K0={K0:g}, r={R_PEAK}, μ={MU}", legend=8)
+        _io.save_figure(fig, out / "wu-table1.png")
         _io.save_csv(out / "wu-table1.csv", csv)
         # settling time (2%) of the three loops at the same r, over Fig. 3(a)'s r values
         ts_rows = []
