@@ -31,7 +31,8 @@ def on_config(config):
 def _page(d: pathlib.Path) -> str:
     notes = (d / "NOTES.md").read_text(encoding="utf-8")
     # links to the folder's other files (CSV, JSON) are not pages of the site: name the file instead
-    notes = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:)([^)#]+)\)", lambda m: f"{m.group(1)} (`results/{d.name}/{m.group(2)}`)",
+    notes = re.sub(r"(?<!!)\[([^\]]+)\]\((?!https?:)([^)#]+)\)",
+                   lambda m: f"{m.group(1)} (`results/{d.name}/{m.group(2)}`)",
                    notes)
     lines = notes.split("\n")
     title = lines[0] if lines and lines[0].startswith("# ") else f"# {d.name}"

@@ -33,7 +33,8 @@ def blocks(text: str):
 
 def run(page: pathlib.Path) -> float:
     page = page.resolve()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = {**os.environ, "PYTHONPATH": path,
            "MPLBACKEND": "Agg"}
     os.environ.update(env)
     t0 = time.perf_counter()

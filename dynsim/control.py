@@ -585,7 +585,10 @@ def sa_closed_loop_z(k_eta, momentum, sigma, output: str = "theta"):
 
 
 def sa_companion(k_eta, momentum, sigma):
-    """Companion matrix ``[[1−kη, b], [−kη, b]]`` of the map on ``(θ_i, m_{i−1})`` (:func:`dynsim.analysis.companion_matrix`)."""
+    """Companion matrix ``[[1−kη, b], [−kη, b]]`` of the map on ``(θ_i, m_{i−1})``.
+
+    The same matrix as :func:`dynsim.analysis.companion_matrix`.
+    """
     return analysis.companion_matrix(k_eta, momentum, sigma)
 
 

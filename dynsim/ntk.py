@@ -64,7 +64,9 @@ def ntk_gram(w, a, x):
 
 
 def ntk_gram_infinite(x):
-    r"""``H∞_ij = x_iᵀx_j (π − arccos x_iᵀx_j) / 2π``: the ``m → ∞`` limit for ``w ~ N(0, I)`` and unit inputs (Du et al.).
+    r"""``H∞_ij = x_iᵀx_j (π − arccos x_iᵀx_j) / 2π``: the ``m → ∞`` limit (Du et al.).
+
+    For first-layer weights ``w ~ N(0, I)`` and unit inputs.
 
     >>> ntk_gram_infinite(np.eye(2)).tolist()          # orthogonal unit inputs: ½ on the diagonal, 0 off it
     [[0.5, 0.0], [0.0, 0.5]]

@@ -613,7 +613,7 @@ def euler_maruyama(drift: VectorField, diffusion: VectorField, y0, t0, dt, steps
         leaves, tree = jax.tree_util.tree_flatten(y)
         keys = jax.random.split(jax.random.fold_in(key, i), len(leaves))
         xi = jax.tree_util.tree_unflatten(
-            tree, [jax.random.normal(kk, l.shape, l.dtype) for kk, l in zip(keys, leaves)]
+            tree, [jax.random.normal(kk, leaf.shape, leaf.dtype) for kk, leaf in zip(keys, leaves)]
         )
         mu = drift(t, y, params)
         sg = diffusion(t, y, params)

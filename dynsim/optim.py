@@ -384,7 +384,8 @@ def heavy_ball(learning_rate: Scalar, momentum: Scalar) -> Rule:
     ``m_i = μ m_{i-1} − η ∇L(θ_i)``, ``θ_{i+1} = θ_i + m_i``.
     """
     hyper = _checked("heavy_ball", {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
-    return lookahead_momentum(scale_by_learning_rate(learning_rate), momentum, 0.0, name="heavy_ball", hyperparams=hyper)
+    rate = scale_by_learning_rate(learning_rate)
+    return lookahead_momentum(rate, momentum, 0.0, name="heavy_ball", hyperparams=hyper)
 
 
 def nesterov(learning_rate: Scalar, momentum: Scalar) -> Rule:
@@ -393,7 +394,8 @@ def nesterov(learning_rate: Scalar, momentum: Scalar) -> Rule:
     ``m_i = μ m_{i-1} − η ∇L(θ_i + μ m_{i-1})``; super-acceleration with ``σ = μ``.
     """
     hyper = _checked("nesterov", {"learning_rate": (learning_rate, ">=0"), "momentum": (momentum, "real")})
-    return lookahead_momentum(scale_by_learning_rate(learning_rate), momentum, momentum, name="nesterov", hyperparams=hyper)
+    rate = scale_by_learning_rate(learning_rate)
+    return lookahead_momentum(rate, momentum, momentum, name="nesterov", hyperparams=hyper)
 
 
 def super_accelerated(learning_rate: Scalar, momentum: Scalar, sigma: Scalar) -> Rule:

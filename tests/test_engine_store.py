@@ -22,7 +22,7 @@ def test_lazy_read_of_a_damaged_chunk_is_a_clear_corrupt_error(tmp_path):
     ds = dynsim.open_result(d)  # opening is lazy: nothing read yet
     np.testing.assert_array_equal(ds.rate.isel(k_eta=0).values, full.rate.isel(k_eta=0).values)  # intact chunk
     with pytest.raises(CorruptStoreError, match=r"result store .* is corrupt: variable 'rate' cannot be read"):
-        ds.rate.values
+        _ = ds.rate.values
     with pytest.raises(ValueError, match="corrupt"):  # the same error class the CLI reports
         ds.rate.isel(k_eta=1).load()
     np.testing.assert_array_equal(ds.diverged.values, full.diverged.values)  # other variables still read

@@ -42,7 +42,8 @@ TRAIN = processes.TRAIN_CONFIG
 SMALL = {"k_eta": np.array([0.01, 0.1]), "momentum": 0.9, "sigma": np.linspace(0.0, 12.0, 13)}
 INTERRUPTED = re.compile(r"dynsim sweep: interrupted: (\d+) of (\d+) chunks stored; "
                          r"resume with: dynsim sweep --resume (\S+)\n")
-INTERRUPTED_EARLY = re.compile(r"dynsim sweep: interrupted: 0 chunks stored; resume with: dynsim sweep --resume (\S+)\n")
+INTERRUPTED_EARLY = re.compile(
+    r"dynsim sweep: interrupted: 0 chunks stored; resume with: dynsim sweep --resume (\S+)\n")
 
 
 _equal = processes.assert_same_dataset
@@ -145,7 +146,7 @@ def test_two_writers_started_together_one_runs_and_the_store_is_a_clean_run_of_i
                  for c in (c1, c2)]
         results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
         codes = sorted(r[0] for r in results)
-        for rc, out, err in results:
+        for rc, _, err in results:
             assert "Traceback" not in err, err
             if rc != 0:  # refused, in one line: busy, or (if the first had finished) a different sweep
                 assert err.count("\n") == 1, err

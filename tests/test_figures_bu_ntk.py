@@ -3,7 +3,6 @@ import pytest
 from figure_smoke import read_csv, run_quick
 
 
-
 @pytest.mark.slow
 def test_bu_quick(tmp_path):
     out, notes = run_quick("bu-hb-vs-nag", tmp_path)

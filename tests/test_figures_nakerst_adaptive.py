@@ -4,7 +4,6 @@ import pytest
 from figure_smoke import read_csv, run_quick
 
 
-
 @pytest.mark.slow
 def test_fig7_quick(tmp_path):
     out, notes = run_quick("nakerst-fig7", tmp_path)

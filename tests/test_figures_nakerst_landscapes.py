@@ -3,7 +3,6 @@ import pytest
 from figure_smoke import read_csv, run_quick
 
 
-
 @pytest.mark.slow
 def test_fig3_quick(tmp_path):
     out, notes = run_quick("nakerst-fig3", tmp_path)

@@ -3,7 +3,6 @@ import numpy as np
 from figure_smoke import read_csv, run_quick
 
 
-
 def test_fig2bc_quick(tmp_path):
     out, notes = run_quick("nakerst-fig2bc", tmp_path)
     k, g, s = 0.01, 0.9, 1.0

@@ -3,7 +3,6 @@ import pytest
 from figure_smoke import read_csv, run_quick
 
 
-
 @pytest.mark.slow
 def test_quadratic_spectrum_quick(tmp_path):
     out, notes = run_quick("quadratic-spectrum", tmp_path)

@@ -241,7 +241,7 @@ def test_sweep_metrics_are_classified_and_differentiable():
         assert tune.surrogate_for(n)
 
     for renormalise in (True, False):
-        def F(x, which):
+        def F(x, which, renormalise=renormalise):
             # x = (σ, θ0); one run of the sweep kernel, the metrics in `which` as a vector
             out = metrics.run_metrics(
                 optim.super_accelerated,

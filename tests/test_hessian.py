@@ -3,6 +3,8 @@
 Oracles: ``numpy.linalg.eigvalsh`` of the dense ``jax.hessian``; the companion-matrix
 spectral radius (``numpy.linalg.eigvals``); the Jacobian of the real adaptive rules.
 """
+import operator
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,14 +96,14 @@ def test_vmapped_lanczos_equals_loop(small_net):
     f = lambda p, k: hessian.top_eigenvalues(loss, p, 3, iters=25, key=k)  # noqa: E731
     batched = jax.jit(jax.vmap(f))(stack, keys)
     for i in range(3):
-        one = f(jax.tree.map(lambda a: a[i], stack), keys[i])
+        one = f(jax.tree.map(operator.itemgetter(i), stack), keys[i])
         np.testing.assert_allclose(batched[i], one, rtol=1e-10)
     # and a grid of preconditioners
     pre = jax.tree.map(lambda a: 1.0 + jnp.abs(a), stack)
     g = lambda p, q, k: hessian.preconditioned_sharpness(loss, p, q, iters=25, key=k)  # noqa: E731
     pb = jax.vmap(g)(stack, pre, keys)
     for i in range(3):
-        one = g(*(jax.tree.map(lambda a: a[i], t) for t in (stack, pre)), keys[i])
+        one = g(*(jax.tree.map(operator.itemgetter(i), t) for t in (stack, pre)), keys[i])
         np.testing.assert_allclose(pb[i], one, rtol=1e-10)
 
 

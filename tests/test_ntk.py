@@ -38,7 +38,8 @@ def test_train_optax_matches_simulate():
     """The optax view (Θ) of a rule, mapped to θ, reproduces dynsim.simulate's paper iterates."""
     L = landscapes.quadratic_nd(np.array([0.1, 0.5, 1.0]), rotation_seed=1)
     th0 = jnp.array([1.0, -0.5, 0.3])
-    for rule in (optim.heavy_ball(0.3, 0.8), optim.nesterov_time_varying(0.3, 3.0), optim.super_accelerated(0.3, 0.9, 2.0)):
+    rules = (optim.heavy_ball(0.3, 0.8), optim.nesterov_time_varying(0.3, 3.0), optim.super_accelerated(0.3, 0.9, 2.0))
+    for rule in rules:
         losses, th = ntk.train_optax(rule, L.loss, th0, 50)
         tr = dynsim.simulate(rule, L, th0, 50)
         np.testing.assert_allclose(np.asarray(losses), np.asarray(tr.loss), rtol=1e-10, atol=1e-14)

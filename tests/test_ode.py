@@ -122,7 +122,7 @@ def test_vmap_over_parameters_equals_loop():
         ode.heavy_ball_friction(loss, lam), ({"w": jnp.ones(2)}, {"w": jnp.zeros(2)}),
         0.0, 0.05, 100, final_only=True)[0]["w"]
     lams = jnp.array([0.5, 1.0, 3.0])
-    np.testing.assert_allclose(jax.vmap(run2)(lams), np.stack([run2(l) for l in lams]), rtol=1e-14)
+    np.testing.assert_allclose(jax.vmap(run2)(lams), np.stack([run2(lam) for lam in lams]), rtol=1e-14)
 
 
 def test_grad_through_rk4_matches_finite_differences():

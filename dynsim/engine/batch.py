@@ -46,7 +46,8 @@ def map_grid(point_fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Any]
     """
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
 
     if not isinstance(grid, Mapping) or not grid:
         raise ValueError("grid: give a non-empty mapping of names to arrays")

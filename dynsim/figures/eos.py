@@ -367,7 +367,7 @@ def _conclusions(by, theta_ratios) -> str:
     mlp = [k for k in by if k[0] in ("a", "b")]
     flat = [k for k in mlp if by[k][1]["max"] <= 1.001 * by[k][1]["s0"]]
     spikes = []
-    for (p, lab), (r, s) in by.items():
+    for (p, lab), (r, _) in by.items():
         loss = r["loss"][np.isfinite(r["loss"])]
         jump = float(np.max(loss[1:] / loss[:-1])) if loss.size > 1 else 1.0
         if p == "c" and jump > 1.2:

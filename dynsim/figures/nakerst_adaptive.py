@@ -311,7 +311,7 @@ def nakerst_fig8(out: pathlib.Path, quick: bool = False) -> None:
             ax.semilogy(d[: steps_show + 1], lw=0.9, label=f"σ={s:g}")
         ax.set(xlabel="step i", ylabel="‖θ − θ*‖", ylim=(1e-8, 20),
                title=f"({tag}) RMSProp-SA on eq. (15), η = {eta}" + (" (caption)" if eta == 0.01 else " (text)"))
-        for j, s in enumerate(sigmas):  # where the adaptive step pushes θ* over its flip edge
+        for j in range(len(sigmas)):  # where the adaptive step pushes θ* over its flip edge
             t = flip_cross[eta][j]
             if 0 <= t <= steps_show:
                 ax.axvline(t, ymin=0, ymax=0.06, color=f"C{j}", lw=2)
@@ -374,7 +374,6 @@ def nakerst_fig8(out: pathlib.Path, quick: bool = False) -> None:
     best = min(sigmas, key=lambda s: d01[s][m500])
     trapped = [s for s in sigmas if verdict[0.01, s] == "trapped"]
     regrew = [s for s in sigmas if verdict[0.01, s] == "regrew"]
-    first_bad = sig_cut[np.flatnonzero(verdict_cut == "trapped")]
     body = f"""
 Setup: RMSProp with momentum and super-acceleration, eq. (16): g = {G}, β₂ = 0.999, ε = 1e-7 inside the root,
 r₀ = 0, start (−1, −3.8). The caption of Fig. 8 says η = 0.01 ("as in Figure 3"), the text of §5.2 says

@@ -119,7 +119,7 @@ def nakerst_fig3(out: pathlib.Path, quick: bool = False) -> None:
     sweep_vs_sim = float(np.max(diff)) if both.any() else float("nan")
     sweep_vs_sim_med = float(np.median(diff)) if both.any() else float("nan")
     worst_code = cycles.CLASSES[int(mp["code"][both][np.argmax(diff)])] if both.any() else "-"
-    nan_agree = bool(np.all(np.isfinite(d180_sweep) == (np.isfinite(mp["d180"]) & (mp["d180"] < 1e6)))) 
+    nan_agree = bool(np.all(np.isfinite(d180_sweep) == (np.isfinite(mp["d180"]) & (mp["d180"] < 1e6))))
     mp["d180"] = np.where(np.asarray(ds.diverged.values), np.nan, d180_sweep)
     hess_min, hess_max = (float(v) for v in np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(L.loss))(jnp.asarray(M)))))
     flip = lambda e: (1 + G) / (hess_max * e) - 0.5  # Jury χ(−1) = 0 of the stiffest mode
@@ -383,20 +383,20 @@ def nakerst_fig4(out: pathlib.Path, quick: bool = False) -> None:
         i = np.flatnonzero(x > lev)
         return -1 if i.size and i[-1] == len(x) - 1 else (int(i[-1]) + 1 if i.size else 0)
     levels = (1e-1, 1e-3, 2e-4)
-    reach = {lab: [first_below(l, lev) for lev in levels] for lab, l in zip(labels, loss)}
+    reach = {lab: [first_below(curve, lev) for lev in levels] for lab, curve in zip(labels, loss)}
 
     # ---- plot
     fig, axs = plt.subplots(2, 2, figsize=(14, 11))
     t = np.arange(steps + 1)
     ax = axs[0, 0]
-    for lab, l in zip(labels, loss):
-        ax.loglog(t[1:], l[1:], label=lab)
+    for lab, curve in zip(labels, loss):
+        ax.loglog(t[1:], curve[1:], label=lab)
     ax.axhline(L_star, color="k", lw=0.6, ls=":", label=f"L* = {L_star:.3g}")
     ax.set(xlabel="step i", ylabel="L(θ)", title=f"(a) loss, η = {eta}, θ₀ = 0.2 (inset: excess loss, late times)")
     ax.legend(fontsize=8, loc="lower left")
     ins = ax.inset_axes([0.55, 0.55, 0.42, 0.42])
     t0 = steps // 3
-    for (lab, g, s), e, c in zip(FIG4_METHODS, exc, checks):
+    for e, c in zip(exc, checks):
         ins.semilogy(t[t0:], e[t0:], lw=1)
         ins.semilogy(t[t0:], e[-1] * np.exp(c["predicted"] * (t[t0:] - steps)), "k:", lw=0.6)
     ins.set_title("L − L* (dotted: ρ_worst^{2t})", fontsize=7)
@@ -406,7 +406,7 @@ def nakerst_fig4(out: pathlib.Path, quick: bool = False) -> None:
     ke = np.geomspace(1e-5, 1.0, 400)
     ax.semilogx(ke, np.asarray(analysis.critical_sigma(ke, G)), "k", label="exact σ*(kη), g = 0.9")
     ax.axvspan(1e-5, thr, color="0.9", label=f"kη < (1−√g)² = {thr:.5f}: σ* < 0")
-    for (lab, g, s) in FIG4_METHODS[1:]:
+    for (lab, _, s) in FIG4_METHODS[1:]:
         ax.axhline(s, lw=0.6, ls="--", color="0.5")
         ax.text(1.2e-5, s + 0.15, lab, fontsize=7)
     ax.plot(eig * eta, np.asarray(analysis.critical_sigma(eig * eta, G)), "o", color="tab:red", ms=4,
@@ -444,9 +444,9 @@ def nakerst_fig4(out: pathlib.Path, quick: bool = False) -> None:
     # ---- data
     stride = 1 if quick else 10
     cols = {"step": t[::stride]}
-    for lab, l, e in zip(labels, loss, exc):
+    for lab, curve, e in zip(labels, loss, exc):
         tag = lab.replace("σ=", "sigma")
-        cols[f"{tag}_loss"] = l[::stride]
+        cols[f"{tag}_loss"] = curve[::stride]
         cols[f"{tag}_excess"] = e[::stride]
     _io.save_csv(out / "nakerst-fig4.csv", cols)
     _io.save_csv(out / "nakerst-fig4-rates.csv", {k: [c[k] for c in checks] for k in checks[0]})

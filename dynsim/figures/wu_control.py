@@ -230,7 +230,7 @@ def fig5(out: pathlib.Path, quick: bool = False) -> None:
         e = ax[0, 2]
         e.plot(t_cmp, mom[1], color="tab:red", label=f"momentum (peak {mom[2]['Peak']:.3f})")
         e.plot(t_cmp, nag[1], color="tab:blue", label=f"NAG α={alpha:.2f} (peak {nag[2]['Peak']:.3f})")
-        for (v, y, i2, _), a, st in zip(small_alpha, (0.5, 1.0), (":", "--")):
+        for (_, y, i2, _), a, st in zip(small_alpha, (0.5, 1.0), (":", "--")):
             e.plot(t_cmp, y, color="tab:green", ls=st, label=f"NAG α={a:g} (peak {i2['Peak']:.3f})")
         e.axhline(1.0, color="k", lw=0.6)
         e.axhline(PAPER_NAG_PEAK, color="tab:blue", lw=0.6, ls="--")
