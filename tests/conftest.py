@@ -20,3 +20,46 @@ TOL = {np.float64: 1e-12, np.float32: 1e-5}
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# ---- the set-ups of the dynsim.data tests (tests/test_data_*.py, tests/test_cli_data.py); see tests/datafiles.py
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """dynsim.data's default search locations point into tmp_path only."""
+    import datafiles
+
+    return datafiles.isolate(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """npm replaced by a local tarball of tiny IDX files; checksums patched to match."""
+    import datafiles
+
+    return datafiles.install_fake_npm(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def tfds():
+    return pytest.importorskip("tensorflow_datasets")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to resolve a host or open a connection fails the test."""
+    import datafiles
+
+    attempts = datafiles.block_network(monkeypatch)
+    yield attempts
+    assert attempts == [], f"tried to reach the network: {attempts}"
+
+
+@pytest.fixture
+def tfds_home(tmp_path, monkeypatch, tfds, no_network):
+    """$TFDS_DATA_DIR and dynsim.data's default locations inside tmp_path."""
+    import datafiles
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))
+    return datafiles.isolate(tmp_path, monkeypatch)
