@@ -63,3 +63,32 @@ def tfds_home(tmp_path, monkeypatch, tfds, no_network):
 
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tensorflow_datasets"))
     return datafiles.isolate(tmp_path, monkeypatch)
+
+
+# ---- the set-ups of the dynsim.view tests (tests/test_view_*.py, tests/test_cli_view.py); see tests/viewpages.py
+
+
+@pytest.fixture(scope="session")
+def land_store(tmp_path_factory):
+    """A (kη, μ, σ) super-acceleration sweep on the quadratic, with its locate.csv."""
+    import viewpages
+
+    return viewpages.make_land_store(tmp_path_factory.mktemp("view") / "land")
+
+
+@pytest.fixture(scope="session")
+def train_store(tmp_path_factory):
+    """A (η, σ) × 2 seeds training sweep of a tiny MLP on sklearn's digits, with its sharpness."""
+    import viewpages
+
+    return viewpages.make_train_store(tmp_path_factory.mktemp("view") / "train")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Debian's chromium, headless, driven by selenium; quit after the test."""
+    import viewpages
+
+    driver = viewpages.new_browser(tmp_path)
+    yield driver
+    driver.quit()
