@@ -192,13 +192,13 @@ class Server:
             self.proc.wait()
 
 
-def serve_and_check(browser, store, check, tmp_path, shot):
-    """Open the served page of ``store``, run ``check(browser)``, screenshot, then Ctrl-C it."""
+def serve_and_check(browser, store, check, tmp_path, name):
+    """Open the served page of ``store``, run ``check(browser)``, screenshot as ``name``, then Ctrl-C it."""
     server = Server(store)
     try:
         browser.get(server.url)
         check(browser)
-        shot(browser, tmp_path, shot)
+        shot(browser, tmp_path, name)
     finally:
         try:
             server.stop()
