@@ -387,9 +387,9 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from dynsim import data
+    from dynsim import cli_data
 
-    return data.command(args.action, args.name, data_dir=args.data_dir, backend=args.backend)
+    return cli_data.command(args.action, args.name, data_dir=args.data_dir, backend=args.backend)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -437,8 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="fetch or check datasets")
     d.add_argument("action", choices=["get", "check", "path"])
     d.add_argument("name", help="dataset: mnist, fashion_mnist, cifar10")
-    d.add_argument("--data-dir", default=None, help="folder holding the dataset files (default $DYNSIM_DATA_DIR/NAME or "
-                   "~/.cache/dynsim/NAME; with --backend tfds the tensorflow_datasets folder)")
+    d.add_argument("--data-dir", default=None, help="folder holding the dataset files (default "
+                   "$DYNSIM_DATA_DIR/NAME or ~/.cache/dynsim/NAME; with --backend tfds the tensorflow_datasets folder)")
     d.add_argument("--backend", choices=["files", "tfds"], default="files",
                    help="files (default), or tfds: build/read a tensorflow_datasets folder offline")
     d.set_defaults(func=_cmd_data)

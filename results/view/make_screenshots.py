@@ -50,7 +50,7 @@ def train_store(out: pathlib.Path) -> pathlib.Path:
 
 
 def shoot(store: pathlib.Path, png: pathlib.Path, cell, select=()) -> None:
-    import test_view as tv
+    import viewpages as tv
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -66,13 +66,13 @@ def shoot(store: pathlib.Path, png: pathlib.Path, cell, select=()) -> None:
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     try:
         driver.get(url)
-        tv._wait(driver, f"const m = {tv._MODEL.format(name='img')}; return m && m.data.image.length === 1;", "heatmap")
+        tv.wait(driver, f"const m = {tv.MODEL.format(name='img')}; return m && m.data.image.length === 1;", "heatmap")
         for name, text in select:
-            tv._select(driver, name, text)
-        tv._click_cell(driver, *cell)
-        tv._wait(driver, "const v = Bokeh.documents[0].get_model_by_name('pointnote').text;"
+            tv.select(driver, name, text)
+        tv.click_cell(driver, *cell)
+        tv.wait(driver, "const v = Bokeh.documents[0].get_model_by_name('pointnote').text;"
                          "return !v.startsWith('Click');", "the point panel")
-        tv._wait(driver, "return Bokeh.documents[0].roots().length && document.readyState === 'complete';", "render")
+        tv.wait(driver, "return Bokeh.documents[0].roots().length && document.readyState === 'complete';", "render")
         driver.execute_script("window.scrollTo(0, 0)")
         height = driver.execute_script("return document.body.scrollHeight")
         driver.set_window_size(1400, max(1000, height + 40))
