@@ -129,7 +129,7 @@ def test_smoothed_rate_and_soft_steps_are_exact_on_known_sequences():
     metrics = pytest.importorskip("dynsim.metrics")
     hp = {"learning_rate": jnp.array([0.1]), "momentum": jnp.array([0.9]), "sigma": jnp.array([1.0])}
     out = metrics.run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, jnp.ones((1, 1)), 512,
-                              metrics=("steps_to_eps",), eps=1e-6)
+                              metrics=("steps_to_eps",), options=metrics.MetricConfig(eps=1e-6))
     tr = dynsim.simulate(optim.super_accelerated(0.1, 0.9, 1.0), landscapes.quadratic(1.0), jnp.ones(1), 512)
     dist = jnp.log(jnp.abs(tr.theta[:, 0]))  # the engine measures ‖θ − θ*‖ relative to the start
     soft = float(tune.soft_steps_to_eps(dist, 1e-6, temperature=1e-4, settle=True))
