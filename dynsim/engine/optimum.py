@@ -1,4 +1,5 @@
-r"""Locate the optimum along a swept axis: the fastest contraction (max ``rate``) and min ``T``.
+r"""Locate the optimum along a swept axis: the fastest contraction (max ``rate``) and min ``T``,
+or the best value of any stored metric (``by=``).
 
 :func:`locate` takes a finished sweep and, for every point of the other dimensions, finds
 the value of ``over`` that maximises the asymptotic ``rate`` (minimises the contraction ρ):
@@ -19,7 +20,7 @@ from dynsim.engine import execute as _execute
 from dynsim.engine.plan import Plan, plan_from_config
 from dynsim.numerics import bisect_sign, bracket_walk, golden_section
 
-__all__ = ["locate", "plan_of", "STATUS"]
+__all__ = ["locate", "plan_of", "STATUS", "MAXIMISED", "default_mode"]
 
 #: What a row's ``status`` means (:func:`locate`).
 STATUS = {
@@ -52,10 +53,21 @@ def plan_of(config: dict, **overrides) -> Plan:
     return plan_from_config(config, **overrides)
 
 
+#: Metrics where larger is better (``locate``'s default ``mode="max"``); every other metric: smaller.
+MAXIMISED = ("rate",)
+
+
+def default_mode(by: str) -> str:
+    """``"max"`` for the rate and accuracies (``test_accuracy``, ...), ``"min"`` for every other metric."""
+    return "max" if by in MAXIMISED or by.endswith("accuracy") else "min"
+
+
 def locate(
     ds,
     over: str = "sigma",
     *,
+    by: str = "rate",
+    mode: str | None = None,
     refine: bool = True,
     refine_steps: int = 1 << 18,
     refine_window: float | None = None,
@@ -66,11 +78,21 @@ def locate(
     optimizer=None,
     landscape=None,
 ):
-    r"""Locate the minimiser of the contraction (and of ``T``) along ``over``.
+    r"""Locate the minimiser of the contraction (and of ``T``) along ``over``, or the best ``by``.
 
-    ``ds`` is a sweep result (it carries its config in ``attrs["config"]``) containing
-    ``rate`` (and ``timescale`` for the T-minimiser). For each point of the other
-    dimensions:
+    **Any metric** (``by="final_loss"``, ``by="test_accuracy"``, …): the grid point of
+    ``over`` where the stored metric ``ds[by]`` is smallest (``mode="min"``) or largest
+    (``mode="max"``; the default for ``rate`` and accuracies, :func:`default_mode`), for every
+    point of the other dimensions. A metric recorded over time (a training result's ``step``
+    or ``epoch`` dimension) is taken at its last record. Nothing is re-run: the best grid
+    point is reported, at an edge of the grid too (``at_edge``, status ``"edge"``, one
+    warning). Variables: ``{over}_star``, ``{by}_star`` (the metric there), ``at_edge``,
+    ``status`` (``"ok"``, ``"edge"``, ``"invalid"``: no finite value on the row). This works on
+    every result with ``over`` as a dimension, :func:`dynsim.train`'s included.
+
+    **The rate** (``by="rate"``, the default; refined as follows). ``ds`` is a sweep result
+    (it carries its config in ``attrs["config"]``) containing ``rate`` (and ``timescale`` for
+    the T-minimiser). For each point of the other dimensions:
 
     * ``sigma_star``: ``argmax rate`` = ``argmin ρ``: coarse grid argmax, a downhill walk
       on the grid with refine-quality rates until ``(σ_{i−1}, σ_i, σ_{i+1})`` brackets the
@@ -125,6 +147,12 @@ def locate(
     """
     import xarray as xr
 
+    if mode not in (None, "min", "max"):
+        raise ValueError(f"mode={mode!r} must be 'min', 'max' or None (the metric's default)")
+    if by != "rate":
+        return _locate_metric(ds, over, by, mode or default_mode(by))
+    if mode == "min":
+        raise ValueError("mode='min' with by='rate': the optimum is the fastest contraction, the largest rate")
     if "config" not in ds.attrs:
         raise ValueError("ds: not a dynsim.sweep result (attrs['config'] missing)")
     if refine_dtype not in (None, "float32", "float64"):
@@ -289,3 +317,42 @@ def locate(
     return res
 
 
+
+
+def _locate_metric(ds, over: str, by: str, mode: str):
+    """:func:`locate` with ``by`` other than ``rate``: the best grid point of a stored metric."""
+    import xarray as xr
+
+    if by not in ds:
+        raise ValueError(f"by={by!r} is not a variable of ds ({', '.join(map(str, ds.data_vars))})")
+    if over not in ds.dims:
+        raise ValueError(f"over={over!r} is not a swept dimension ({', '.join(map(str, ds.dims))})")
+    metric = ds[by]
+    if over not in metric.dims:
+        raise ValueError(f"by={by!r} does not vary along over={over!r} (its dims: {', '.join(metric.dims)})")
+    for time in ("step", "epoch"):  # a record over time: its last record (the final value)
+        if time in metric.dims and time != over:
+            metric = metric.isel({time: -1})
+    others = [d for d in metric.dims if d != over]
+    vals = metric.transpose(*others, over).values.astype(np.float64)
+    grid = ds[over].values
+    flat = vals.reshape(-1, len(grid))
+    ok = np.isfinite(flat)
+    score = np.where(ok, flat, np.inf if mode == "min" else -np.inf)
+    best = np.argmin(score, axis=1) if mode == "min" else np.argmax(score, axis=1)
+    rows = np.arange(flat.shape[0])
+    valid = ok[rows, best]
+    edge = valid & ((best == 0) | (best == len(grid) - 1)) & (len(grid) > 1)
+    status = np.where(~valid, "invalid", np.where(edge, "edge", "ok"))
+    shape = vals.shape[:-1]
+    out = {f"{over}_star": np.where(valid, grid[best].astype(np.float64), np.nan),
+           f"{by}_star": np.where(valid, flat[rows, best], np.nan), "at_edge": edge, "status": status}
+    counts = {k: int(v) for k, v in zip(*np.unique(status, return_counts=True))}
+    bad = {k: v for k, v in counts.items() if k != "ok"}
+    if bad:
+        warnings.warn(f"locate {by} over {over!r}: {sum(bad.values())} of {len(status)} rows have no interior "
+                      "optimum: " + ", ".join(f"{v} {k} ({STATUS[k]})" for k, v in bad.items()), stacklevel=3)
+    return xr.Dataset({k: (others, np.asarray(v).reshape(shape)) for k, v in out.items()},
+                      coords={d: metric[d].values for d in others},
+                      attrs={**{k: v for k, v in ds.attrs.items() if k != "complete"}, "locate_over": over,
+                             "locate_by": by, "locate_mode": mode, "status_counts": json.dumps(counts)})
