@@ -60,3 +60,14 @@ def test_jax_already_up_warns_once_at_the_first_sweep():
         assert len(out["warnings"]) == 1 and f"1 of {_cores()} CPU cores" in out["warnings"][0]
     else:
         assert out["warnings"] == []
+
+
+def test_dynsim_figure_keeps_jax_defaults():
+    """Stored figures were computed with JAX's own flags: the figure command undoes the import's."""
+    code = ("import os, dynsim; from dynsim.engine import platform; before = os.environ.get('XLA_FLAGS'); "
+            "platform.restore_jax_defaults(); print(before is not None or platform.IMPORT_STATE['cpu'], "
+            "os.environ.get('XLA_FLAGS'))")
+    base = {k: v for k, v in processes.env().items() if k != "XLA_FLAGS"}
+    r = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] == "None"

@@ -19,7 +19,7 @@ import os
 import sys
 
 __all__ = ["platform", "default_unroll", "default_block_size", "device_memory_bytes", "configure_xla_cpu",
-           "configure_at_import", "warn_if_unconfigured", "cpu_has_avx512", "compiler_options",
+           "configure_at_import", "restore_jax_defaults", "warn_if_unconfigured", "cpu_has_avx512", "compiler_options",
            "CPU_COMPILER_OPTIONS"]
 
 # XLA:CPU's default instruction scheduler ("concurrency optimised", a breadth-first order)
@@ -143,6 +143,18 @@ def configure_at_import() -> str:
         state = "configured"
     IMPORT_STATE["cpu"] = state
     return state
+
+
+def restore_jax_defaults() -> None:
+    """Undo what ``import dynsim`` set (:func:`configure_at_import`), while JAX is not up yet.
+
+    ``dynsim figure`` reproduces stored figures, computed with JAX's default XLA:CPU flags:
+    other flags (more devices, wider vectors) change the last bits of some float32 programs
+    (training, tuning), though not of the sweeps.
+    """
+    if IMPORT_STATE["cpu"] == "configured" and not _backend_up():
+        os.environ.pop("XLA_FLAGS", None)
+        IMPORT_STATE["cpu"] = "restored"
 
 
 def warn_if_unconfigured() -> None:
