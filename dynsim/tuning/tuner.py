@@ -258,42 +258,18 @@ def minimize(
     fx = {k: jnp.broadcast_to(jnp.asarray(v, jnp.result_type(float)), (n_starts,)) for k, v in fixed.items()}
     names = tuple(z)
     do_refine = refine and len(names) == 1 and bisect_iters > 0
-
-    def make_value(f):
-        return lambda z_i, fx_i: f({**constrain(z_i, transforms), **fx_i})
-
     hist_v, hist_p, stage_ends = [], {k: [] for k in names}, []
     stage_params = {k: [] for k in names}
     refined = np.zeros(n_starts, bool)
     vals = okg = None
     for f, n_it in zip(stages, stage_steps):
-        # One compiled program per stage: value and gradient for all starts. The optax
-        # loop and the bisection drive it from Python (cheap next to compiling a scan
-        # of the scan for each use of the gradient).
-        vg = jax.jit(jax.vmap(jax.value_and_grad(make_value(f))))
         stx = tx if tx is not None else optax.adam(
             optax.cosine_decay_schedule(learning_rate, max(n_it, 1), alpha=0.01)
         )
-        tx_step = jax.jit(jax.vmap(_tx_step(stx)))
-        st = jax.vmap(stx.init)(z)
-        vs, ps = [], {k: [] for k in names}
-        from tqdm.auto import tqdm
-
-        for _ in tqdm(range(n_it), desc=f"minimize stage {len(stage_ends) + 1}/{len(stages)}", disable=not progress):
-            v, g = vg(z, fx)
-            vs.append(np.asarray(v))
-            for k in names:
-                ps[k].append(np.asarray(constrain({k: z[k]}, transforms)[k]))
-            z, st = tx_step(z, g, v, st)
+        label = f"minimize stage {len(stage_ends) + 1}/{len(stages)}"
+        z, vs, ps, vg = _optax_stage(f, stx, z, fx, transforms, n_it, label, progress)
         if do_refine:
-            (name,) = names
-            # the sign of ∂F/∂z brackets a kink as well as a smooth minimum (module docstring)
-            def grad(s):
-                return np.asarray(vg({name: jnp.asarray(s)}, fx)[1][name])
-            lo, hi, ok = numerics.bracket_sign_change(grad, np.asarray(z[name]), bracket)
-            zr = numerics.bisect_sign(grad, lo, hi, rtol=0.0, atol=0.0, maxiter=bisect_iters)
-            refined = ok
-            z = {name: jnp.asarray(np.where(ok, zr, np.asarray(z[name])))}
+            z, refined = _bisect_stage(vg, z, fx, bracket, bisect_iters)
         vals, g = vg(z, fx)
         okg = np.asarray(_all_finite_batched(g))
         hist_v.append(np.asarray(vs).reshape(n_it, n_starts))
@@ -325,6 +301,43 @@ def minimize(
         stage_params={k: np.stack(v) for k, v in stage_params.items()},
         fixed={k: np.asarray(v) for k, v in fixed.items()},
     )
+
+
+def _optax_stage(f, stx, z, fx, transforms, n_it: int, label: str, progress: bool):
+    """``n_it`` optax iterations of one stage for all starts: ``(z, values, params, vg)``.
+
+    One compiled program per stage gives value and gradient for all starts (``vg``); the
+    optax loop and the bisection drive it from Python (cheap next to compiling a scan of
+    the scan for each use of the gradient).
+    """
+    from tqdm.auto import tqdm
+
+    vg = jax.jit(jax.vmap(jax.value_and_grad(lambda z_i, fx_i: f({**constrain(z_i, transforms), **fx_i}))))
+    tx_step = jax.jit(jax.vmap(_tx_step(stx)))
+    st = jax.vmap(stx.init)(z)
+    vs, ps = [], {k: [] for k in z}
+    for _ in tqdm(range(n_it), desc=label, disable=not progress):
+        v, g = vg(z, fx)
+        vs.append(np.asarray(v))
+        for k in ps:
+            ps[k].append(np.asarray(constrain({k: z[k]}, transforms)[k]))
+        z, st = tx_step(z, g, v, st)
+    return z, vs, ps, vg
+
+
+def _bisect_stage(vg, z, fx, bracket: float, bisect_iters: int):
+    """End a stage of one free hyperparameter by bisection on the sign of ∂F/∂z: ``(z, refined)``.
+
+    The sign of ∂F/∂z brackets a kink as well as a smooth minimum (module docstring).
+    """
+    (name,) = tuple(z)
+
+    def grad(s):
+        return np.asarray(vg({name: jnp.asarray(s)}, fx)[1][name])
+
+    lo, hi, ok = numerics.bracket_sign_change(grad, np.asarray(z[name]), bracket)
+    zr = numerics.bisect_sign(grad, lo, hi, rtol=0.0, atol=0.0, maxiter=bisect_iters)
+    return {name: jnp.asarray(np.where(ok, zr, np.asarray(z[name])))}, ok
 
 
 def _all_finite_batched(tree) -> jax.Array:
