@@ -8,12 +8,22 @@ Layers, one direction only: ``optim`` (rules) → ``landscapes`` → ``run``
 The entry points are plain functions at the top level; every layer, JAX included, loads on
 first use, so ``import dynsim`` (and the CLI's start-up: its signal handlers, the first
 write of a sweep's source) takes a fraction of a second.
+
+``import dynsim`` gives JAX the CLI's XLA:CPU flags (every core a device, the widest
+vectors: :func:`dynsim.engine.platform.configure_xla_cpu`) where JAX's backend is not up yet
+and ``XLA_FLAGS`` is not set; where JAX was already running, the first sweep warns once.
 """
 from __future__ import annotations
 
 import importlib
 
+from dynsim.engine import platform as _platform
+
 __version__ = "0.1.0"
+
+# The CLI's XLA:CPU configuration (every core a device, the widest vectors) for Python users
+# too: only an environment variable, before JAX starts, and never over a user's XLA_FLAGS.
+_platform.configure_at_import()
 
 # name -> (module, attribute): entry points, loaded on first use
 _ENTRY_POINTS = {
@@ -25,8 +35,8 @@ _ENTRY_POINTS = {
     "train": ("dynsim.training", "train"),
     "tune": ("dynsim.tuning", "tune"),
 }
-_LAZY_MODULES = ("analysis", "landscapes", "optim", "engine", "ode", "control", "data", "training", "models", "tuning", "metrics", "figures",
-                 "bench", "cycles", "numerics", "view")
+_LAZY_MODULES = ("analysis", "landscapes", "optim", "engine", "ode", "control", "data", "training", "models",
+                 "tuning", "metrics", "figures", "bench", "cycles", "numerics", "view")
 
 
 def __getattr__(name):

@@ -61,6 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dynsim.cycles import log_slope
+from dynsim.labelled import broadcast_by_name
 from dynsim.numerics import golden_section_traced
 
 __all__ = [
@@ -98,12 +99,14 @@ def _b(k_eta, momentum, sigma):
     return k_eta, momentum - k_eta * sigma
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"), outputs=2)
 def characteristic_coefficients(k_eta, momentum, sigma):
     """``(p, b)`` with ``χ(λ) = λ² − pλ + b``: trace ``p = 1 + b − kη`` and determinant ``b``."""
     k_eta, b = _b(k_eta, momentum, sigma)
     return 1 + b - k_eta, b
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"), output_dims=("row", "column"))
 def companion_matrix(k_eta, momentum, sigma):
     """``M`` acting on ``(θ_i, m_{i-1})``; shape ``(..., 2, 2)``."""
     k_eta, b = _b(k_eta, momentum, sigma)
@@ -112,6 +115,7 @@ def companion_matrix(k_eta, momentum, sigma):
     return jnp.stack([row0, row1], axis=-2)
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"), output_dims=("eigenvalue",))
 def eigenvalues(k_eta, momentum, sigma):
     """Both eigenvalues of :func:`companion_matrix`, complex, shape ``(..., 2)``.
 
@@ -126,6 +130,7 @@ def eigenvalues(k_eta, momentum, sigma):
     return jnp.stack([l1, l2], axis=-1)
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"))
 def spectral_radius(k_eta, momentum, sigma):
     r"""Exact asymptotic contraction per step, ``ρ = max|λ|``.
 
@@ -144,6 +149,7 @@ def spectral_radius(k_eta, momentum, sigma):
     return jnp.where(real, (jnp.abs(p) + sqrt_disc) / 2, sqrt_b)
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"))
 def regime(k_eta, momentum, sigma, rtol: float = 1e-9):
     """Regime code per point: index into :data:`REGIMES`.
 
@@ -157,12 +163,14 @@ def regime(k_eta, momentum, sigma, rtol: float = 1e-9):
     return jnp.where(spectral_radius(k_eta, momentum, sigma) >= 1, 3, code)
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum", "sigma"))
 def timescale(k_eta, momentum, sigma):
     """The paper's relaxation time ``T = −1/ln ρ`` (``inf`` when ``ρ ≥ 1``)."""
     rho = spectral_radius(k_eta, momentum, sigma)
     return jnp.where(rho < 1, -1.0 / jnp.log(jnp.minimum(rho, 1 - 1e-300)), jnp.inf)
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum"))
 def critical_sigma(k_eta, momentum):
     r"""Exact σ* of critical damping: ``(g − (1 − √kη)²)/kη``; minimises ρ over σ.
 
@@ -173,35 +181,41 @@ def critical_sigma(k_eta, momentum):
     return (momentum - (1 - jnp.sqrt(k_eta)) ** 2) / k_eta
 
 
+@broadcast_by_name(arrays=("k_eta",))
 def min_spectral_radius(k_eta):
     """``ρ(σ*) = |1 − √kη|``: the best rate any σ reaches at this kη (any momentum)."""
     return jnp.abs(1 - jnp.sqrt(jnp.asarray(k_eta, dtype=jnp.result_type(float, k_eta))))
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum"), outputs=2)
 def stable_sigma_interval(k_eta, momentum):
     """``(σ_lo, σ_hi)``: the map is stable (ρ < 1) iff ``σ_lo < σ < σ_hi`` (Jury)."""
     k_eta = jnp.asarray(k_eta, dtype=jnp.result_type(float, k_eta))
     return (momentum - 1) / k_eta, (momentum + 1) / k_eta - 0.5
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum"))
 def sigma_star_ode12(k_eta, momentum):
     r"""Nakerst eq. (12), from ODE (9): ``2/√kη − (1−g)/kη``."""
     k_eta = jnp.asarray(k_eta, dtype=jnp.result_type(float, k_eta))
     return 2 / jnp.sqrt(k_eta) - (1 - momentum) / k_eta
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum"))
 def sigma_star_ode13(k_eta, momentum):
     r"""Nakerst eq. (13), from ODE (10): ``−2 + 2√(1 + 1/kη) − (1−g)/kη``."""
     k_eta = jnp.asarray(k_eta, dtype=jnp.result_type(float, k_eta))
     return -2 + 2 * jnp.sqrt(1 + 1 / k_eta) - (1 - momentum) / k_eta
 
 
+@broadcast_by_name(arrays=("k_eta", "momentum"))
 def sigma_star_ode14(k_eta, momentum):
     r"""Nakerst eq. (14), from ODE (11): ``−1 + √(1 + 4/kη) − (1−g)/kη``."""
     k_eta = jnp.asarray(k_eta, dtype=jnp.result_type(float, k_eta))
     return -1 + jnp.sqrt(1 + 4 / k_eta) - (1 - momentum) / k_eta
 
 
+@broadcast_by_name(arrays=("momentum",))
 def k_eta_sigma_star_zero(momentum):
     r"""The exact kη below which σ* < 0: ``(1 − √g)²`` (paper: ≈ 0.0027 for g = 0.9).
 
@@ -211,6 +225,7 @@ def k_eta_sigma_star_zero(momentum):
     return (1 - jnp.sqrt(jnp.asarray(momentum, dtype=jnp.result_type(float, momentum)))) ** 2
 
 
+@broadcast_by_name(arrays=("hessian_eigenvalues", "learning_rate", "momentum", "sigma"), modes="hessian_eigenvalues")
 def spectral_radius_quadratic(hessian_eigenvalues, learning_rate, momentum, sigma):
     """Worst-mode rate on an N-dim quadratic: ``max_i ρ(k_i η, μ, σ)``.
 
@@ -225,6 +240,7 @@ def spectral_radius_quadratic(hessian_eigenvalues, learning_rate, momentum, sigm
 # --------------------------------------------------------------------------- optimal σ on a spectrum
 
 
+@broadcast_by_name(arrays=("eigenvalues", "learning_rate", "momentum", "sigma"), modes="eigenvalues")
 def worst_mode_rate(eigenvalues, learning_rate, momentum, sigma):
     """``R(σ) = max_i ρ(k_i η, g, σ)`` (alias of :func:`spectral_radius_quadratic`)."""
     return spectral_radius_quadratic(eigenvalues, learning_rate, momentum, sigma)
@@ -241,7 +257,8 @@ def _optimal_sigma_scalar(eig, lr, mu, num: int, iters: int):
     j = jnp.argmin(r)
     a = jnp.where(j > 0, grid[jnp.maximum(j - 1, 0)], lo)
     b = jnp.where(j < num - 1, grid[jnp.minimum(j + 1, num - 1)], hi)
-    f = lambda s: spectral_radius_quadratic(eig, lr, mu, s)
+    def f(s):
+        return spectral_radius_quadratic(eig, lr, mu, s)
     s, fs = golden_section_traced(f, a, b, iters)  # R is quasi-convex: the bracket holds the minimiser
     # the optimum may sit exactly on a mode's critical σ*, where R has a √-kink that golden
     # section resolves only to √ε in ρ: offer every σ*_i as a candidate too
@@ -253,6 +270,7 @@ def _optimal_sigma_scalar(eig, lr, mu, num: int, iters: int):
     return jnp.where(ok, cand[k], nan), jnp.where(ok, rc[k], nan)
 
 
+@broadcast_by_name(arrays=("eigenvalues", "learning_rate", "momentum"), modes="eigenvalues", outputs=2)
 def optimal_sigma_spectrum(eigenvalues, learning_rate, momentum, *, num: int = 2049, iters: int = 80):
     r"""σ minimising the worst-mode rate ``max_i ρ(k_i η, g, σ)``; returns ``(σ_opt, ρ_opt)``.
 
@@ -286,6 +304,7 @@ def _optimal_sigma_batch(eig, lr, mu, num, iters):
     return jax.vmap(lambda a, b: _optimal_sigma_scalar(eig, a, b, num, iters))(lr, mu)
 
 
+@broadcast_by_name(arrays=("eigenvalues", "learning_rate", "momentum"), modes="eigenvalues")
 def superacceleration_helps(eigenvalues, learning_rate, momentum):
     r"""Whether some σ > 0 beats heavy ball (σ = 0) on the worst-mode rate.
 
@@ -407,6 +426,7 @@ def _check_learning_rate(call: str, learning_rate) -> None:
         raise ValueError(f"{call}: learning_rate={learning_rate!r} must be finite and > 0")
 
 
+@broadcast_by_name(arrays=("learning_rate", "momentum", "sigma"), outputs=2)
 def stable_curvature_interval(learning_rate, momentum, sigma):
     r"""``(k_lo, k_hi)``: the super-accelerated map on ``L = kθ²/2`` is stable iff ``k_lo < k < k_hi``.
 
@@ -459,6 +479,7 @@ def stable_curvature_interval(learning_rate, momentum, sigma):
     return jnp.where(ok, lo, nan), jnp.where(ok, hi, nan)
 
 
+@broadcast_by_name(arrays=("learning_rate", "momentum", "sigma"))
 def stability_threshold(learning_rate, momentum, sigma):
     r"""The largest stable curvature (edge of stability) of super-acceleration:
 
@@ -492,6 +513,7 @@ def stability_threshold(learning_rate, momentum, sigma):
     return stable_curvature_interval(learning_rate, momentum, sigma)[1]
 
 
+@broadcast_by_name(arrays=("learning_rate", "momentum", "sigma"))
 def preconditioned_stability_threshold(learning_rate, momentum, sigma, *, ema: bool = False):
     r"""Edge of stability of an adaptive rule with diagonal preconditioner ``P``: bound on ``λ_max(P^{-1}H)``.
 

@@ -161,7 +161,8 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
 
     def jax_once(metrics, steps_, **kw):
         t0, c0 = time.perf_counter(), time.process_time()
-        ds = sw.sweep("super_accelerated", "quadratic", grid, steps_, list(metrics), progress=False, **kw)
+        ds = sw.sweep("super_accelerated", "quadratic", grid, steps_, list(metrics), progress=False,
+                      options=dynsim.metrics.MetricConfig(**kw))
         np.asarray(ds[metrics[0]].values)
         return time.perf_counter() - t0, time.process_time() - c0
 

@@ -19,6 +19,9 @@ class UsageError(ValueError):
 
 
 def _cmd_figure(args: argparse.Namespace) -> int:
+    from dynsim.engine import platform
+
+    platform.restore_jax_defaults()  # the stored figures were computed with JAX's own XLA:CPU flags
     from dynsim import figures
 
     if args.list or not args.names:

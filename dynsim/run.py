@@ -10,7 +10,7 @@ preconditioned sharpness (:class:`HessianTrace`, :func:`preconditioner`).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +23,7 @@ from dynsim.optim import Rule, lookahead_momentum
 
 PyTree = Any
 
-__all__ = ["Trajectory", "HessianTrace", "simulate", "as_rule", "check_steps", "preconditioner",
+__all__ = ["Trajectory", "HessianTrace", "simulate", "as_rule", "build_rule", "check_steps", "preconditioner",
            "PRECONDITIONED_RULES"]
 
 
@@ -118,6 +118,45 @@ def as_rule(optimizer) -> Rule:
     )
 
 
+def _is_built(optimizer) -> bool:
+    return isinstance(optimizer, (Rule, optax.GradientTransformation)) or (
+        hasattr(optimizer, "init") and hasattr(optimizer, "update"))
+
+
+def build_rule(optimizer, hyper: Mapping[str, Any] | None = None) -> Rule:
+    """The rule for ``optimizer`` at the hyperparameters ``hyper`` (the forms :func:`simulate` takes).
+
+    ``optimizer`` is a built rule or optax transformation (``hyper`` must then be ``None``), or
+    a rule name (``"super_accelerated"``), a :mod:`dynsim.optim` factory, an optax factory
+    (``optax.adam``) or an import path (``"optax:adam"``), called with ``**hyper``. Names are
+    resolved by the sweep engine's resolver (:func:`dynsim.engine.problem.resolve_optimizer`),
+    so every entry point reads them alike. ``hyper`` values may be traced arrays (``jax.grad``
+    with respect to η goes through).
+    """
+    if _is_built(optimizer):
+        if hyper is not None:
+            raise ValueError(f"hyper={dict(hyper)!r}: the optimizer is already built (its hyperparameters are "
+                             "fixed); pass its name or factory (e.g. 'super_accelerated', optax.adam) with hyper=")
+        return as_rule(optimizer)
+    if hyper is not None and not isinstance(hyper, Mapping):
+        raise ValueError(f"hyper={hyper!r} must be a mapping of hyperparameter names to values")
+    # the one resolver of optimizer names (the engine's); imported here, at call time, so that
+    # simulate does not load the engine for a built rule
+    from dynsim.engine.problem import resolve_optimizer
+
+    spec = resolve_optimizer(optimizer)
+    hyper = dict(hyper or {})
+    unknown = sorted(k for k in hyper if not spec.accepts(k))
+    if unknown:
+        raise ValueError(f"hyper: {spec.name} takes no {', '.join(map(repr, unknown))} "
+                         f"(it takes {', '.join(spec.params) or 'none'})")
+    try:
+        return spec.build(**hyper)
+    except TypeError as e:
+        raise ValueError(f"optimizer={spec.name!r}: building it with hyper={hyper!r} failed ({e}); give its "
+                         "hyperparameters as hyper={...}, or pass a built rule") from None
+
+
 def check_steps(steps) -> int:
     """``steps`` as a non-negative Python int (it is a scan length); ValueError naming it otherwise."""
     return check_int("steps", steps, 0)
@@ -129,6 +168,7 @@ def simulate(
     theta0: PyTree,
     steps: int,
     *,
+    hyper: Mapping[str, Any] | None = None,
     unroll: int = 1,
     hessian_every: int = 0,
     hessian_k: int = 1,
@@ -138,10 +178,16 @@ def simulate(
     r"""Run ``steps`` steps of ``optimizer`` on ``loss_fn`` from ``theta0``.
 
     Args:
-      optimizer: a :mod:`dynsim.optim` rule (or any optax transformation).
+      optimizer: a built :mod:`dynsim.optim` rule or optax transformation; or a rule name
+        (``"super_accelerated"``), a :mod:`dynsim.optim` factory, an optax factory
+        (``optax.adam``) or an import path (``"optax:adam"``), built with ``hyper``
+        (:func:`build_rule`), as :func:`dynsim.sweep` reads them.
       loss_fn: ``θ -> scalar`` or a :class:`dynsim.landscapes.Landscape`.
       theta0: initial point (array or pytree of arrays).
       steps: number of steps (static: it is the scan length).
+      hyper: the hyperparameters of a named or factory ``optimizer``, ``name -> value``
+        (e.g. ``{"learning_rate": 0.1, "momentum": 0.9, "sigma": 2.0}``): one point of a
+        :func:`dynsim.sweep` grid. Values may be traced (``jax.grad`` with respect to them).
       unroll: ``lax.scan`` unroll factor.
       hessian_every: record Hessian metrics every this many steps (0: off, the default).
         They are taken at the look-ahead point ``φ_i = θ_i + σ_i u_{i−1}``, the point whose
@@ -164,9 +210,16 @@ def simulate(
     ...                                         dynsim.landscapes.quadratic(1.0), jnp.ones(1), 50).theta[-1, 0])
     >>> jax.vmap(run)(jnp.array([0.0, 0.9, 4.0])).shape
     (3,)
+
+    By name, with the hyperparameters as one point of a sweep's grid:
+
+    >>> tr = dynsim.simulate("super_accelerated", dynsim.landscapes.quadratic(1.0), jnp.ones(1), 50,
+    ...                      hyper={"learning_rate": 0.1, "momentum": 0.9, "sigma": 0.0})
+    >>> tr.theta.shape
+    (51, 1)
     """
     n = check_steps(steps)
-    rule = as_rule(optimizer)
+    rule = build_rule(optimizer, hyper)
     loss = loss_fn.loss if isinstance(loss_fn, Landscape) else loss_fn
     if not callable(loss):
         raise ValueError(f"loss_fn={loss_fn!r} must be callable or a Landscape")
@@ -189,7 +242,7 @@ def simulate(
     (_, state), (thetas, vels, losses) = jax.lax.scan(
         body, (theta0, state0), None, length=n, unroll=unroll
     )
-    cat = lambda first, rest: jnp.concatenate([first[None], rest], axis=0)
+    cat = lambda first, rest: jnp.concatenate([first[None], rest], axis=0)  # noqa: E731
     return Trajectory(
         theta=jax.tree.map(cat, theta0, thetas),
         loss=cat(jnp.asarray(loss(theta0)), losses),
@@ -239,7 +292,7 @@ def _simulate_with_hessian(rule, loss, theta0, n, unroll, every, k, iters, key):
     (_, state), (thetas, vels, losses, hs) = jax.lax.scan(
         body, (theta0, state0), jnp.arange(1, n + 1), unroll=unroll
     )
-    cat = lambda first, rest: jnp.concatenate([first[None], rest], axis=0)
+    cat = lambda first, rest: jnp.concatenate([first[None], rest], axis=0)  # noqa: E731
     rec = jnp.arange(0, n + 1, every)
     hs = jax.tree.map(lambda a, b: cat(a, b)[rec], h0, hs)
     trace = HessianTrace(rec, hs[0], hs[1], hs[2], hs[3] if pre else None)

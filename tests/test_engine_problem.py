@@ -17,7 +17,7 @@ import dynsim
 from dynsim import cli, landscapes, optim
 from dynsim import engine as sw
 from dynsim.landscapes import Landscape
-from dynsim.metrics import fit_times
+from dynsim.metrics import MetricConfig, fit_times
 from dynsim.numerics import hann_window_weights
 
 
@@ -53,7 +53,8 @@ def test_user_loss_swept_over_eta_and_sigma_matches_simulate_per_point():
     """A plain loss (no minimum known): rate/T are fits of ½ ln L; final_loss is L(θ_T)."""
     etas, sigmas, steps, every = np.array([2e-3, 5e-3]), np.array([0.0, 1.0, 3.0]), 512, 64
     ds = dynsim.sweep("super_accelerated", beale, {"learning_rate": etas, "momentum": 0.9, "sigma": sigmas},
-                      steps, theta0=[1.0, 1.0], dtype="float64", progress=False, every=every)
+                      steps, theta0=[1.0, 1.0], dtype="float64", progress=False,
+                      options=MetricConfig(every=every))
     assert list(ds.data_vars) == ["rate", "rho", "timescale", "final_loss", "diverged", "floor_step",
                                   "flags"]  # no distance metrics
     assert np.isnan(ds.floor_step.values).all() and (ds.flags.values == 0).all()  # 512 steps: no floor yet
@@ -75,7 +76,8 @@ def test_landscape_instance_with_minimum_gives_every_metric():
     steps = 600
     ds = dynsim.sweep("sa", land, {"learning_rate": 5e-3, "momentum": 0.9, "sigma": np.array([0.0, 2.0])},
                       steps, ["final_distance", "log_distance", "steps_to_eps", "final_loss"],
-                      theta0=[1.0, 1.0], dtype="float64", progress=False, eps=1e-2)
+                      theta0=[1.0, 1.0], dtype="float64", progress=False,
+                      options=MetricConfig(eps=1e-2))
     for j, s in enumerate([0.0, 2.0]):
         tr = dynsim.simulate(optim.super_accelerated(5e-3, 0.9, s), land, jnp.array([1.0, 1.0]), steps)
         d = np.linalg.norm(np.asarray(tr.theta) - BEALE_MIN, axis=1)

@@ -246,7 +246,8 @@ def test_sweep_metrics_are_classified_and_differentiable():
             out = metrics.run_metrics(
                 optim.super_accelerated,
                 {"learning_rate": jnp.array([0.1]), "momentum": jnp.array([0.9]), "sigma": x[:1]},
-                landscapes.quadratic, {}, x[None, 1:], 512, metrics=names, renormalise=renormalise,
+                landscapes.quadratic, {}, x[None, 1:], 512, metrics=names,
+                options=metrics.MetricConfig(renormalise=renormalise),
             )
             return jnp.stack([out[n][0].astype(jnp.float64) for n in which])
 

@@ -23,7 +23,8 @@ def test_shapes_and_first_row():
 def test_vmap_over_initial_points_matches_loop():
     rule = optim.super_accelerated(0.01, 0.9, 3.0)
     starts = jnp.array([[-1.0, -3.8], [0.0, 0.0], [3.0, 1.0]])
-    f = lambda x0: dynsim.simulate(rule, landscapes.nakerst2d(), x0, 50).theta
+    def f(x0):
+        return dynsim.simulate(rule, landscapes.nakerst2d(), x0, 50).theta
     batched = jax.vmap(f)(starts)
     for i in range(3):
         np.testing.assert_allclose(batched[i], f(starts[i]), rtol=1e-12)
@@ -54,7 +55,8 @@ def test_gradient_wrt_hyperparameters_matches_finite_differences(hp):
 
 def test_gradient_wrt_initial_point_matches_finite_differences():
     rule = optim.rmsprop_sa(0.01, 0.9, 2.0)
-    f = lambda x0: jnp.sum(dynsim.simulate(rule, landscapes.nakerst2d(), x0, 60).theta[-1] ** 2)
+    def f(x0):
+        return jnp.sum(dynsim.simulate(rule, landscapes.nakerst2d(), x0, 60).theta[-1] ** 2)
     x0 = jnp.array([-1.0, -3.8])
     g = jax.grad(f)(x0)
     for i in range(2):
@@ -157,3 +159,56 @@ def test_preconditioner_rejects_rules_without_one():
     rule = optim.heavy_ball(0.1, 0.9)
     with pytest.raises(ValueError, match="no diagonal preconditioner"):
         dynsim.run.preconditioner(rule, rule.init(jnp.zeros(2)))
+
+
+# --------------------------------------------------------------------------- optimizer forms
+
+MOVED = dynsim.landscapes.Landscape("moved", lambda t: 0.5 * jnp.sum(jnp.array([1.0, 4.0]) * (t - 1.7) ** 2),
+                                    minimum=jnp.full(2, 1.7))
+HYPER = {"learning_rate": 0.05, "momentum": 0.8, "sigma": 1.5}
+
+
+@pytest.mark.parametrize("form", ["super_accelerated", "sa", optim.super_accelerated,
+                                  "dynsim.optim:super_accelerated"])
+def test_simulate_by_name_factory_or_path_equals_the_built_rule(form):
+    built = dynsim.simulate(optim.super_accelerated(**HYPER), MOVED, jnp.zeros(2), 80)
+    named = dynsim.simulate(form, MOVED, jnp.zeros(2), 80, hyper=HYPER)
+    assert np.array_equal(np.asarray(named.theta), np.asarray(built.theta))
+    assert np.array_equal(np.asarray(named.loss), np.asarray(built.loss))
+
+
+@pytest.mark.parametrize("form", [optax.adam, "optax:adam"])
+def test_simulate_takes_an_optax_factory_like_the_built_transformation(form):
+    built = dynsim.simulate(optax.adam(0.1), MOVED, jnp.zeros(2), 60)
+    named = dynsim.simulate(form, MOVED, jnp.zeros(2), 60, hyper={"learning_rate": 0.1})
+    assert np.array_equal(np.asarray(named.theta), np.asarray(built.theta))
+
+
+def test_simulate_hyper_is_differentiable():
+    def final(lr):
+        return dynsim.simulate("sa", MOVED, jnp.zeros(2), 30, hyper={**HYPER, "learning_rate": lr}).loss[-1]
+
+    h = 1e-6
+    fd = (final(0.05 + h) - final(0.05 - h)) / (2 * h)
+    np.testing.assert_allclose(jax.grad(final)(0.05), fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(optimizer=optim.super_accelerated(0.1, 0.9, 0.0), hyper={"learning_rate": 0.1}), "already built"),
+    (dict(optimizer="super_accelerated", hyper={"lr": 0.1}), "hyper: super_accelerated takes no 'lr'"),
+    (dict(optimizer="super_accelerated", hyper={"learning_rate": 0.1}), "hyper"),
+    (dict(optimizer="super_accelerated", hyper=[0.1]), "hyper"),
+    (dict(optimizer="no_such_rule", hyper={}), "optimizer"),
+])
+def test_simulate_bad_optimizer_forms(args, match):
+    with pytest.raises(ValueError, match=match):
+        dynsim.simulate(args["optimizer"], MOVED, jnp.zeros(2), 5, hyper=args["hyper"])
+
+
+@pytest.mark.xfail(strict=True, reason="all-scalar grid: training branch")
+def test_one_point_all_scalar_sweep_equals_simulate():
+    ds = dynsim.sweep("super_accelerated", MOVED, HYPER, 200, ["final_loss", "final_distance"], theta0=[0.0, 0.0],
+                      dtype="float64", progress=False)
+    tr = dynsim.simulate("super_accelerated", MOVED, jnp.zeros(2), 200, hyper=HYPER)
+    np.testing.assert_allclose(float(ds.final_loss), float(tr.loss[-1]), rtol=1e-12)
+    np.testing.assert_allclose(float(ds.final_distance), float(jnp.linalg.norm(tr.theta[-1] - 1.7)), rtol=1e-12)

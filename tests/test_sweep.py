@@ -16,7 +16,7 @@ import dynsim
 from dynsim import analysis, cli, landscapes, optim
 from dynsim import engine as sw
 from dynsim.engine.layout import make_layout
-from dynsim.metrics import fit_times, run_metrics
+from dynsim.metrics import MetricConfig, fit_times, run_metrics
 
 SMALL = {"k_eta": np.array([0.01, 0.1]), "momentum": 0.9, "sigma": np.linspace(0.0, 12.0, 13)}
 
@@ -60,7 +60,7 @@ def test_matches_direct_run_metrics_per_point():
     hp = {"learning_rate": jnp.asarray(ke.ravel()), "momentum": jnp.full(ke.size, 0.9),
           "sigma": jnp.asarray(sg.ravel())}
     ref = run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, jnp.ones((ke.size, 1)), 512,
-                      metrics=("rate", "timescale", "steps_to_eps"), every=64)
+                      metrics=("rate", "timescale", "steps_to_eps"), options=MetricConfig(every=64))
     for k in ref:
         np.testing.assert_allclose(ds[k].values.ravel(), np.asarray(ref[k]), rtol=1e-12)
 

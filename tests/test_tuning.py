@@ -22,7 +22,7 @@ def test_tune_recovers_critical_sigma():
     k_eta = jnp.array([p[0] for p in pairs])
     mu = jnp.array([p[1] for p in pairs])
     res = tune.tune("super_accelerated", landscapes.quadratic(1.0), jnp.ones(1),
-                    free={"sigma": 0.0}, fixed={"learning_rate": k_eta, "momentum": mu},
+                    free={"sigma": 0.0}, starts={"learning_rate": k_eta, "momentum": mu},
                     steps=(150, 0, 0, 0), learning_rate=0.5)
     exact = np.asarray(analysis.critical_sigma(k_eta, mu))
     err = res.params["sigma"] - exact
@@ -41,7 +41,7 @@ def test_tune_log_loss_objective_and_several_free_parameters():
     # Both must move towards faster convergence (lower log-loss after N steps).
     land = landscapes.quadratic(1.0)
     res = tune.tune("super_accelerated", land, jnp.ones(1), free={"learning_rate": 0.05, "sigma": 0.0},
-                    fixed={"momentum": 0.9}, objective="log_loss", horizons=(60,), steps=80, learning_rate=0.1)
+                    hyper={"momentum": 0.9}, objective="log_loss", horizons=(60,), steps=80, learning_rate=0.1)
     assert not res.refined.any()
     v0, v1 = res.history["value"][0, 0], res.values[0]
     assert v1 < v0 - 5
@@ -58,7 +58,8 @@ def spectrum_optimal_sigma(eig, lr, mu):
     eig = np.asarray(eig, float)
     los, his = analysis.stable_sigma_interval(eig * lr, mu)
     lo, hi = float(np.max(los)), float(np.min(his))
-    rate = lambda s: np.asarray(analysis.spectral_radius_quadratic(eig, lr, mu, np.asarray(s)))
+    def rate(s):
+        return np.asarray(analysis.spectral_radius_quadratic(eig, lr, mu, np.asarray(s)))
     grid = np.linspace(lo, hi, 200_001)[1:-1]
     i = int(np.argmin(rate(grid)))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
@@ -76,8 +77,8 @@ def test_tune_recovers_spectrum_optimal_sigma():
     land = landscapes.quadratic_nd(eig, rotation_seed=1)
     th0 = jnp.asarray(np.random.default_rng(0).standard_normal(len(eig)))
     res = tune.tune("super_accelerated", land, th0, free={"sigma": 0.0},
-                    fixed={"learning_rate": jnp.array([c[0] for c in combos]),
-                           "momentum": jnp.array([c[1] for c in combos])},
+                    starts={"learning_rate": jnp.array([c[0] for c in combos]),
+                            "momentum": jnp.array([c[1] for c in combos])},
                     steps=(150, 0, 0, 0), learning_rate=0.5)
     for j, (lr, mu) in enumerate(combos):
         s_opt, r_opt = spectrum_optimal_sigma(eig, lr, mu)
@@ -86,7 +87,8 @@ def test_tune_recovers_spectrum_optimal_sigma():
         r = float(analysis.spectral_radius_quadratic(jnp.asarray(eig), lr, mu, s))
         assert r == pytest.approx(r_opt, rel=1e-5)
     # the cases cover both kinds of optimum: a mode's own kink and a crossing of two modes
-    crit = np.asarray(analysis.critical_sigma(np.outer([c[0] for c in combos], eig), np.array([c[1] for c in combos])[:, None]))
+    crit = np.asarray(analysis.critical_sigma(np.outer([c[0] for c in combos], eig),
+                                              np.array([c[1] for c in combos])[:, None]))
     at_kink = np.min(np.abs(crit - res.params["sigma"][:, None]), axis=1) < 1e-3
     assert at_kink.any() and not at_kink.all()
 
@@ -98,8 +100,8 @@ def test_tune_eq15_finds_a_converging_sigma_not_a_trap():
     land = landscapes.nakerst2d()
     th0 = jnp.array([-1.0, -3.8])
     starts = jnp.array([0.5, 2.0, 4.5, 5.5, 6.5, 7.5])  # several start inside the trapping range
-    res = tune.tune("super_accelerated", land, th0, free={"sigma": starts},
-                    fixed={"learning_rate": 0.01, "momentum": 0.9}, objective="log_distance",
+    res = tune.tune("super_accelerated", land, th0, free={"sigma": 0.0},
+                    starts={"sigma": starts}, hyper={"learning_rate": 0.01, "momentum": 0.9}, objective="log_distance",
                     horizons=(300,), steps=150, learning_rate=0.3)
     s = res.best["sigma"]
 
@@ -129,7 +131,7 @@ def test_smoothed_rate_and_soft_steps_are_exact_on_known_sequences():
     metrics = pytest.importorskip("dynsim.metrics")
     hp = {"learning_rate": jnp.array([0.1]), "momentum": jnp.array([0.9]), "sigma": jnp.array([1.0])}
     out = metrics.run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, jnp.ones((1, 1)), 512,
-                              metrics=("steps_to_eps",), eps=1e-6)
+                              metrics=("steps_to_eps",), options=metrics.MetricConfig(eps=1e-6))
     tr = dynsim.simulate(optim.super_accelerated(0.1, 0.9, 1.0), landscapes.quadratic(1.0), jnp.ones(1), 512)
     dist = jnp.log(jnp.abs(tr.theta[:, 0]))  # the engine measures ‖θ − θ*‖ relative to the start
     soft = float(tune.soft_steps_to_eps(dist, 1e-6, temperature=1e-4, settle=True))
@@ -177,7 +179,8 @@ def test_parametrisation_roundtrip_and_domains():
 
 def test_minimize_isolates_non_finite_starts():
     # start 1 sits where the objective is NaN: it is flagged, never chosen, never moves the others
-    f = lambda h: jnp.where(h["sigma"] > 10, jnp.nan, (h["sigma"] - 2.0) ** 2)
+    def f(h):
+        return jnp.where(h["sigma"] > 10, jnp.nan, (h["sigma"] - 2.0) ** 2)
     res = tune.minimize(f, {"sigma": jnp.array([0.0, 20.0, 5.0])}, steps=100, learning_rate=0.5)
     assert res.finite.tolist() == [True, False, True]
     assert np.isnan(res.values[1]) and res.best_index != 1
@@ -216,7 +219,7 @@ def test_bad_input_elsewhere():
     with pytest.raises(ValueError, match="taper"):
         tune.smoothed_rate(jnp.zeros(10), 5, taper="cosine")
     with pytest.raises(ValueError, match="horizons"):
-        tune.tune("sa", q, jnp.ones(1), free={"sigma": 0.0}, fixed={"learning_rate": 0.1, "momentum": 0.9},
+        tune.tune("sa", q, jnp.ones(1), free={"sigma": 0.0}, hyper={"learning_rate": 0.1, "momentum": 0.9},
                   horizons=(2,))
     with pytest.raises(ValueError, match="hyperparameters"):
         f = tune.convergence_objective("gd", q, jnp.ones(1), 10)
@@ -239,3 +242,58 @@ def test_figure_quick(name, tmp_path):
     assert any(f.endswith(".png") for f in files) and any(f.endswith(".csv") for f in files)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["figure"] == name and cfg["config"]["quick"] is True
+
+
+# --------------------------------------------------------------------------- the API: forms and parallel starts
+
+_CHEAP = dict(horizons=(60,), steps=(15,), learning_rate=0.3, refine=False)
+
+
+@pytest.mark.parametrize("optimizer, landscape", [
+    ("super_accelerated", "quadratic"), (optim.super_accelerated, landscapes.quadratic),
+    ("dynsim.optim:super_accelerated", "dynsim.landscapes:quadratic"),
+])
+def test_tune_takes_every_optimizer_and_landscape_form(optimizer, landscape):
+    ref = tune.tune(optim.super_accelerated, landscapes.quadratic(1.0), jnp.ones(1), free={"sigma": 0.0},
+                    hyper={"learning_rate": 0.1, "momentum": 0.9}, **_CHEAP)
+    res = tune.tune(optimizer, landscape, jnp.ones(1), free={"sigma": 0.0},
+                    hyper={"learning_rate": 0.1, "momentum": 0.9}, **_CHEAP)
+    np.testing.assert_array_equal(res.params["sigma"], ref.params["sigma"])
+    np.testing.assert_array_equal(res.values, ref.values)
+
+
+def test_tune_landscape_params_of_a_named_landscape():
+    a = tune.tune("sa", "quadratic", jnp.ones(1), free={"sigma": 0.0}, landscape_params={"k": 2.0},
+                  hyper={"learning_rate": 0.05, "momentum": 0.9}, **_CHEAP)
+    b = tune.tune("sa", landscapes.quadratic(2.0), jnp.ones(1), free={"sigma": 0.0},
+                  hyper={"learning_rate": 0.05, "momentum": 0.9}, **_CHEAP)
+    np.testing.assert_array_equal(a.params["sigma"], b.params["sigma"])
+
+
+def test_tune_starts_are_paired_not_an_outer_product():
+    starts = {"sigma": [0.0, 2.0, 4.0], "learning_rate": [0.05, 0.1, 0.2]}
+    res = tune.tune("sa", "quadratic", jnp.ones(1), free={"sigma": 0.0}, hyper={"momentum": 0.9}, starts=starts,
+                    **_CHEAP)
+    assert res.params["sigma"].shape == (3,)
+    np.testing.assert_array_equal(res.fixed["learning_rate"], starts["learning_rate"])
+    # each start is the one-start run with its own values
+    for j in range(3):
+        one = tune.tune("sa", "quadratic", jnp.ones(1), free={"sigma": starts["sigma"][j]},
+                        hyper={"momentum": 0.9, "learning_rate": starts["learning_rate"][j]}, **_CHEAP)
+        np.testing.assert_allclose(res.params["sigma"][j], one.params["sigma"][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(free={"sigma": jnp.zeros(2)}), r"free\['sigma'\] has shape \(2,\).*starts="),
+    (dict(hyper={"learning_rate": [0.1, 0.2], "momentum": 0.9}), r"hyper\['learning_rate'\]"),
+    (dict(starts={"sigma": [0.0, 1.0], "learning_rate": [0.1]}, hyper={"momentum": 0.9}), "same number of starts"),
+    (dict(starts={"momentum": [0.5]}), r"starts\['momentum'\]: also in hyper"),
+    (dict(starts={"sigma": 1.0}), r"starts\['sigma'\] must be a non-empty 1-D"),
+    (dict(free={}), "free="),
+    (dict(free={"sigma": 0.0, "momentum": 0.1}), "free and hyper both"),
+])
+def test_tune_bad_free_hyper_starts(kwargs, match):
+    args = dict(free={"sigma": 0.0}, hyper={"learning_rate": 0.1, "momentum": 0.9})
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        tune.tune("sa", "quadratic", jnp.ones(1), **args, **_CHEAP)

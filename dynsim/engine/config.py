@@ -21,7 +21,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dynsim.engine import platform as _platform
-from dynsim.metrics import MetricConfig
+from dynsim.metrics import METRIC_OPTIONS, MetricConfig
 from dynsim.engine.optimum import locate
 from dynsim.engine.plan import MAX_POINTS, make_plan
 from dynsim.engine.runner import estimate, run_plan
@@ -68,7 +68,7 @@ _TOP_KEYS = {
 }
 #: Keys that belong to landscape sweeps only (a training config has a ``[problem]`` table instead).
 _LANDSCAPE_ONLY = {"landscape", "landscape_params", "steps", "metrics", "theta0", "options", "locate", "seed"}
-_OPTION_KEYS = set(MetricConfig._fields) | {"block_size"}
+_OPTION_KEYS = set(METRIC_OPTIONS) | {"block_size"}
 _LOCATE_KEYS = {"over", "refine", "refine_steps", "refine_window", "tol", "boundary", "T_scan", "refine_dtype"}
 
 
@@ -146,7 +146,7 @@ def _plan_of(cfg: Mapping, chunk_size):
         theta0=cfg.get("theta0"), landscape_params=cfg.get("landscape_params"),
         dtype=cfg.get("dtype", "float32"), seed=cfg.get("seed", 0),
         chunk_size=chunk_size if chunk_size is not None else cfg.get("chunk_size"),
-        default_unroll=_platform.default_unroll(), **opts)
+        default_unroll=_platform.default_unroll(), options=MetricConfig.from_options(opts))
     return plan, block_size
 
 

@@ -107,7 +107,8 @@ def _hyper_values(plan: Plan, vals: dict, dtype):
 def _run_metrics(plan: Plan, hyper, land, th0, *, steps, metrics, **over):
     return _metrics.run_metrics(
         plan.optimizer.factory, hyper, plan.landscape.factory, land, th0, steps, metrics=metrics,
-        static_hyper=plan.static_hyper, static_land=plan.land_static, **_options(plan, **over))
+        static_hyper=plan.static_hyper, static_land=plan.land_static,
+        options=_metrics.MetricConfig(**_options(plan, **over)))
 
 
 def chunk_kernel(plan: Plan, layout: Layout, n_devices: int):

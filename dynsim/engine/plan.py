@@ -190,7 +190,7 @@ def _route(name: str, opt: OptimizerSpec, land: LandscapeSpec, is_quadratic: boo
 
 def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=None, theta0=None,
               landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
-              default_unroll: int = 4, **options) -> Plan:
+              default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
     """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments."""
     import jax
 
@@ -287,9 +287,13 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
 
     linear = _metrics.can_renormalise(opt.factory if opt.builtin else None,
                                       land.factory if land.builtin else None)
+    if options is None:
+        options = _metrics.MetricConfig()
+    elif not isinstance(options, _metrics.MetricConfig):
+        raise ValueError(f"options={options!r} must be a dynsim.metrics.MetricConfig (e.g. MetricConfig(every=16))")
     try:
-        cfg = _metrics.MetricConfig.from_options(options).resolved(
-            steps, dtype, linear=linear, default_unroll=default_unroll)
+        cfg = options.resolved(steps, dtype, linear=linear, default_unroll=default_unroll,
+                               fitted=bool(set(metrics) & set(_metrics.FITTED_METRICS)))
     except ValueError as e:
         raise ValueError(str(e)) from None
     if cfg.renormalise and not linear:
@@ -529,7 +533,7 @@ def plan_from_config(config: Mapping, **overrides) -> Plan:
     grid = {k: np.asarray(v) for k, v in config["grid"].items()}
     grid.update(config.get("fixed", {}))
     grid.update(config.get("static", {}))
-    o = dict(config.get("options", {}))
+    o = _metrics.MetricConfig.from_options(config.get("options", {}))
     if "k_eta" in grid:
         grid.pop("learning_rate", None)
     opt = overrides.pop("optimizer", config["optimizer"])
@@ -541,7 +545,7 @@ def plan_from_config(config: Mapping, **overrides) -> Plan:
                              f"function again as {what}=... from Python")
     plan = make_plan(opt, land, grid, config["steps"], metrics=config["metrics"], theta0=config["theta0"],
                      landscape_params=config.get("landscape_params", {}), dtype=config["dtype"],
-                     seed=config.get("seed", 0), chunk_size=config.get("chunk_size"), **o, **overrides)
+                     seed=config.get("seed", 0), chunk_size=config.get("chunk_size"), options=o, **overrides)
     stored_fp = config.get("fingerprint")
     if stored_fp is not None and plan.config.get("fingerprint") != stored_fp:
         raise ValueError("the optimizer or loss differs from the stored sweep's (its fingerprint, a hash of "

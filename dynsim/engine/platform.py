@@ -16,9 +16,11 @@ Measured values behind these choices are in ``results/bench/README.md``.
 from __future__ import annotations
 
 import os
+import sys
 
 __all__ = ["platform", "default_unroll", "default_block_size", "device_memory_bytes", "configure_xla_cpu",
-           "cpu_has_avx512", "compiler_options", "CPU_COMPILER_OPTIONS"]
+           "configure_at_import", "restore_jax_defaults", "warn_if_unconfigured", "cpu_has_avx512", "compiler_options",
+           "CPU_COMPILER_OPTIONS"]
 
 # XLA:CPU's default instruction scheduler ("concurrency optimised", a breadth-first order)
 # deadlocks some training programs on their first call: jaxlib 0.10.2, adam_sa with the
@@ -91,16 +93,10 @@ def configure_xla_cpu() -> None:
     * On CPUs with AVX-512, loops are vectorised 512 bits wide: XLA's default is 256, while
       numpy's own loops use AVX-512 there. Results are bit-identical either way (tested).
 
-    The CLI calls this first; Python API users who want the same set ``XLA_FLAGS`` before
-    importing JAX.
+    The CLI calls this first; ``import dynsim`` too (:func:`configure_at_import`).
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    try:
-        from jax._src import xla_bridge  # no public way to ask whether backends are up
-
-        if xla_bridge.backends_are_initialized():
-            return
-    except Exception:  # pragma: no cover - private API moved
+    if _backend_up():
         return
     add = []
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -110,3 +106,70 @@ def configure_xla_cpu() -> None:
         add.append("--xla_cpu_prefer_vector_width=512")
     if add:
         os.environ["XLA_FLAGS"] = " ".join([flags, *add]).strip()
+
+
+def _backend_up() -> bool:
+    """Whether JAX's backends are initialised (XLA_FLAGS is read then, and never again).
+
+    Never imports JAX (``import dynsim`` must not): a JAX that is not imported yet is not up.
+    """
+    if "jax._src.xla_bridge" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge  # no public way to ask whether backends are up
+
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # pragma: no cover - private API moved: assume up, change nothing
+        return True
+
+
+#: What ``import dynsim`` did about the XLA:CPU flags: ``"configured"`` (set them), ``"user"``
+#: (``XLA_FLAGS`` was set: left alone), ``"late"`` (JAX was already up: the first sweep warns).
+IMPORT_STATE = {"cpu": None, "warned": False}
+
+
+def configure_at_import() -> str:
+    """``import dynsim``: the CLI's XLA:CPU configuration (:func:`configure_xla_cpu`) for Python users.
+
+    Only where the user has not set ``XLA_FLAGS`` (a user's flags are never changed) and JAX's
+    backend is not up yet; JAX is not imported. Returns what it did (:data:`IMPORT_STATE`).
+    """
+    if "XLA_FLAGS" in os.environ:
+        state = "user"
+    elif _backend_up():
+        state = "late"
+    else:
+        configure_xla_cpu()
+        state = "configured"
+    IMPORT_STATE["cpu"] = state
+    return state
+
+
+def restore_jax_defaults() -> None:
+    """Undo what ``import dynsim`` set (:func:`configure_at_import`), while JAX is not up yet.
+
+    ``dynsim figure`` reproduces stored figures, computed with JAX's default XLA:CPU flags:
+    other flags (more devices, wider vectors) change the last bits of some float32 programs
+    (training, tuning), though not of the sweeps.
+    """
+    if IMPORT_STATE["cpu"] == "configured" and not _backend_up():
+        os.environ.pop("XLA_FLAGS", None)
+        IMPORT_STATE["cpu"] = "restored"
+
+
+def warn_if_unconfigured() -> None:
+    """Once per process: a warning when JAX started before ``import dynsim`` could give every CPU
+    core a device, and this sweep therefore runs on fewer devices than cores."""
+    if IMPORT_STATE["cpu"] != "late" or IMPORT_STATE["warned"]:
+        return
+    IMPORT_STATE["warned"] = True
+    import jax
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if platform() != "cpu" or len(jax.devices()) >= n:
+        return
+    import warnings
+
+    warnings.warn(f"dynsim: JAX started before `import dynsim`, so this sweep runs on {len(jax.devices())} of {n} "
+                  "CPU cores; import dynsim before using JAX (or set XLA_FLAGS="
+                  f"--xla_force_host_platform_device_count={n}) to use them all", stacklevel=3)

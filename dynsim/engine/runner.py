@@ -74,7 +74,8 @@ def sweep(
     out: str | pathlib.Path | None = None,
     progress: bool = True,
     chunks: slice | None = None,
-    **options,
+    options: _metrics.MetricConfig | None = None,
+    _stop_after: int | None = None,
 ):
     r"""Run ``optimizer`` on ``landscape`` at every point of ``grid``; return an ``xarray.Dataset``.
 
@@ -118,9 +119,9 @@ def sweep(
         An existing ``out`` holding the same sweep is resumed; a different one is refused.
       progress: show a tqdm bar (points, point-steps/s, ETA).
       chunks: run only these chunk indices (multi-host; see the module docstring).
-      **options: metric options, the fields of :class:`dynsim.metrics.MetricConfig`
-        (``every``, ``window``, ``eps``, ``divergence_factor``, ``renormalise``, ``unroll``,
-        ``pack``, ``fit_every``, ``floor_eps``, ``tangent_steps``) with its defaults.
+      options: the metric options, a :class:`dynsim.metrics.MetricConfig` (checkpoint
+        interval ``every``, fit ``window``, ``eps``, ``renormalise``, …; default: its defaults,
+        ``MetricConfig()``), e.g. ``options=MetricConfig(every=16, window=0.25)``.
 
     Returns:
       ``xarray.Dataset``: dims = swept names, coords = their values, variables = metrics,
@@ -131,12 +132,12 @@ def sweep(
       ValueError: bad arguments (one message naming the argument), a corrupt store, or an
         ``out`` holding a different sweep.
     """
-    stop_after = options.pop("_stop_after", None)
+    _platform.warn_if_unconfigured()
     plan = make_plan(optimizer, landscape, grid, steps, metrics=metrics, theta0=theta0,
                      landscape_params=landscape_params, dtype=dtype, seed=seed, chunk_size=chunk_size,
-                     default_unroll=_platform.default_unroll(), **options)
+                     default_unroll=_platform.default_unroll(), options=options)
     return run_plan(plan, out=out, progress=progress, devices=devices, block_size=block_size, chunks=chunks,
-                    stop_after=stop_after)
+                    stop_after=_stop_after)
 
 
 def _attrs(plan: Plan, n_devices: int) -> dict:

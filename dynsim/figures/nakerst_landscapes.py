@@ -22,6 +22,7 @@ import numpy as np
 import dynsim
 from dynsim import analysis, cycles, landscapes, optim
 from dynsim.engine import map_grid
+from dynsim.metrics import MetricConfig
 from dynsim.figures import _io, register
 
 G = 0.9  # Nakerst's momentum ("g = 0.9 ... unless explicitly stated")
@@ -111,7 +112,7 @@ def nakerst_fig3(out: pathlib.Path, quick: bool = False) -> None:
     mp = _fig3_map(eta_grid[:, None], sig_grid[None, :], steps_long, window, max_period)
     # the distance map itself through the sweep engine; the simulate run above supplies the tails
     ds = dynsim.sweep("super_accelerated", "nakerst2d", {"learning_rate": eta_grid, "sigma": sig_grid, "momentum": G},
-                      steps=steps, every=20, metrics=["final_distance", "diverged"], theta0=list(THETA0_FIG3),
+                      steps=steps, options=MetricConfig(every=20), metrics=["final_distance", "diverged"], theta0=list(THETA0_FIG3),
                       dtype="float64", progress=False)
     d180_sweep = np.asarray(ds.final_distance.values, float)
     both = np.isfinite(d180_sweep) & np.isfinite(mp["d180"])

@@ -61,7 +61,7 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     k_eta = jnp.array([p[0] for p in pairs])
     mu = jnp.array([p[1] for p in pairs])
     r1 = tune.tune("super_accelerated", quad, jnp.ones(1), free={"sigma": 0.0},
-                   fixed={"learning_rate": k_eta, "momentum": mu}, horizons=horizons, steps=steps,
+                   starts={"learning_rate": k_eta, "momentum": mu}, horizons=horizons, steps=steps,
                    learning_rate=lr_adam)
     exact1 = np.asarray(analysis.critical_sigma(k_eta, mu))
     err1 = r1.params["sigma"] - exact1
@@ -71,8 +71,8 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     nd = landscapes.quadratic_nd(eig, rotation_seed=1)
     th0_nd = jnp.asarray(np.random.default_rng(0).standard_normal(len(eig)))
     r2 = tune.tune("super_accelerated", nd, th0_nd, free={"sigma": 0.0},
-                   fixed={"learning_rate": jnp.array([c[0] for c in nd_combos]),
-                          "momentum": jnp.array([c[1] for c in nd_combos])},
+                   starts={"learning_rate": jnp.array([c[0] for c in nd_combos]),
+                           "momentum": jnp.array([c[1] for c in nd_combos])},
                    horizons=horizons, steps=steps, learning_rate=lr_adam)
     oracle = [_spectrum_oracle(eig, lr, m) for lr, m in nd_combos]
     rate_at = [float(analysis.spectral_radius_quadratic(jnp.asarray(eig), lr, m, s))
@@ -86,13 +86,15 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     L15 = landscapes.nakerst2d()
     th15 = jnp.array([-1.0, -3.8])
     M15 = jnp.asarray(landscapes.NAKERST2D_MINIMUM)
-    r3 = tune.tune("super_accelerated", L15, th15, free={"sigma": jnp.asarray(eq15_starts)},
-                   fixed={"learning_rate": 0.01, "momentum": G}, objective="log_distance",
+    r3 = tune.tune("super_accelerated", L15, th15, free={"sigma": 0.0},
+                   starts={"sigma": jnp.asarray(eq15_starts)}, hyper={"learning_rate": 0.01, "momentum": G},
+                   objective="log_distance",
                    horizons=(300,), steps=eq15_steps, learning_rate=0.3)
     s15 = r3.best["sigma"]
     # the same with a windowed objective that a lucky pass through θ* at step 300 cannot game
-    r3b = tune.tune("super_accelerated", L15, th15, free={"sigma": jnp.asarray(eq15_starts)},
-                    fixed={"learning_rate": 0.01, "momentum": G}, objective="log_state",
+    r3b = tune.tune("super_accelerated", L15, th15, free={"sigma": 0.0},
+                    starts={"sigma": jnp.asarray(eq15_starts)}, hyper={"learning_rate": 0.01, "momentum": G},
+                    objective="log_state",
                     horizons=(300,), steps=eq15_steps, learning_rate=0.3)
     n_long = 3000
     dist = jax.jit(jax.vmap(lambda s: jnp.linalg.norm(
@@ -547,14 +549,14 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
     def sched(lr, n):
         return optax.cosine_decay_schedule(lr, max(n, 1), alpha=0.05)
 
-    r_1d = tune.tune_training(problem, free={"sigma": 4.0}, fixed={"learning_rate": eta0, "momentum": G},
+    r_1d = tune.tune_training(problem, free={"sigma": 4.0}, hyper={"learning_rate": eta0, "momentum": G},
                               seeds=seeds, horizon=horizon, steps=iters_1d, learning_rate=1.0,
                               refine=True, bisect_iters=6 if not quick else 2, bracket=0.5, progress=not quick)
     tx2 = optax.multi_transform(
         {"eta": optax.adam(sched(0.15, iters_2d)), "sigma": optax.adam(sched(1.0, iters_2d))},
         {"learning_rate": "eta", "sigma": "sigma"},
     )
-    r_2d = tune.tune_training(problem, free={"learning_rate": eta0, "sigma": 4.0}, fixed={"momentum": G},
+    r_2d = tune.tune_training(problem, free={"learning_rate": eta0, "sigma": 4.0}, hyper={"momentum": G},
                               seeds=seeds, horizon=horizon, steps=iters_2d, tx=tx2, progress=not quick)
     s_tuned = r_1d.best["sigma"]
     e_j, s_j = r_2d.best["learning_rate"], r_2d.best["sigma"]

@@ -30,7 +30,7 @@ import optax
 
 from dynsim import optim
 from dynsim.run import check_steps
-from dynsim.tuning.tuner import TuneResult, minimize
+from dynsim.tuning.tuner import TuneResult, minimize, split_starts
 
 PyTree = Any
 
@@ -180,7 +180,8 @@ def _stack_seeds(problem, seeds):
     return jax.tree.map(lambda *a: jnp.stack(a), *[init_params(problem, s) for s in seeds])
 
 
-def validation_curve(problem: TrainingProblem, optimizer: str, hparams: Mapping[str, Any], seeds, steps: int) -> np.ndarray:
+def validation_curve(problem: TrainingProblem, optimizer: str, hparams: Mapping[str, Any], seeds,
+                     steps: int) -> np.ndarray:
     """Validation loss curves ``(n_seeds, steps+1)``, no derivatives; one jitted program.
 
     Hyperparameters given as ``(n_configs,)`` arrays give ``(n_configs, n_seeds, steps+1)``:
@@ -192,7 +193,8 @@ def validation_curve(problem: TrainingProblem, optimizer: str, hparams: Mapping[
     hp = {k: jnp.atleast_1d(jnp.asarray(v, dt)) for k, v in hparams.items()}
     n = max(v.shape[0] for v in hp.values())
     hp = {k: jnp.broadcast_to(v, (n,)) for k, v in hp.items()}
-    per = lambda h, p: unroll_training(problem, optimizer, h, p, steps)
+    def per(h, p):
+        return unroll_training(problem, optimizer, h, p, steps)
     f = jax.jit(jax.vmap(jax.vmap(per, in_axes=(None, 0)), in_axes=(0, None)))
     out = np.asarray(f(hp, p0))
     return out if batched else out[0]
@@ -331,8 +333,9 @@ def tune_training(
     problem: TrainingProblem,
     optimizer: str = "super_accelerated",
     *,
-    free: Mapping[str, Any],
-    fixed: Mapping[str, Any] | None = None,
+    free: Mapping[str, float],
+    hyper: Mapping[str, float] | None = None,
+    starts: Mapping[str, Any] | None = None,
     seeds=(0, 1, 2, 3),
     horizon: int = 50,
     truncation: int | None = None,
@@ -340,12 +343,15 @@ def tune_training(
 ) -> TuneResult:
     r"""Tune hyperparameters of a training run by hypergradient descent.
 
-    Minimises ``log mean_{seeds} L_val(θ_horizon)`` over ``free`` (starting values,
-    scalars or ``(n_starts,)`` arrays) with :func:`~dynsim.tuning.tuner.minimize` (Adam in the unconstrained
-    coordinates of :data:`~dynsim.tuning.tuner.TRANSFORMS`: ``η = softplus(z)``, ``σ = z``). Averaging over
+    Minimises ``log mean_{seeds} L_val(θ_horizon)`` over ``free`` (the tuned names and their
+    starting values; ``hyper`` the fixed ones; ``starts`` parallel starts, paired element by
+    element: as in :func:`~dynsim.tuning.tuner.tune`) with :func:`~dynsim.tuning.tuner.minimize`
+    (Adam in the unconstrained coordinates of :data:`~dynsim.tuning.tuner.TRANSFORMS`:
+    ``η = softplus(z)``, ``σ = z``). Averaging over
     ``seeds`` (initialisations) and a short ``horizon`` (optionally ``truncation``) keep
     the hypergradient informative: see :func:`horizon_hypergradients` and the
     ``hypergrad-chaos`` figure for what happens over long unrolls.
     """
+    init, fixed = split_starts(free, hyper, starts)
     f = training_objective(problem, optimizer, seeds, horizon, truncation=truncation)
-    return minimize(f, free, fixed=fixed, **minimize_kwargs)
+    return minimize(f, init, fixed=fixed, **minimize_kwargs)

@@ -87,7 +87,8 @@ def state_log_norms(traj: Trajectory, minimum=None) -> jax.Array:
     """
     if not isinstance(traj, Trajectory):
         raise ValueError(f"traj must be a dynsim.Trajectory, got {type(traj).__name__}")
-    per_step = lambda th, u: log_norm((displacement(th, minimum), u))
+    def per_step(th, u):
+        return log_norm((displacement(th, minimum), u))
     return jax.vmap(per_step)(traj.theta, traj.velocity)
 
 
@@ -143,7 +144,8 @@ def simulate_lognorm(optimizer, landscape: Landscape, theta0, steps: int, *, unr
     g_star = jax.grad(loss)(mn)
     # ∇L(θ* + d) − ∇L(θ*) = H d exactly linear in d (subtracting removes the tiny residual
     # gradient at a numerically computed minimum, which would break homogeneity).
-    grad_fn = lambda d: jax.grad(loss)(mn + d) - g_star
+    def grad_fn(d):
+        return jax.grad(loss)(mn + d) - g_star
 
     def scale(tree, c):
         return jax.tree.map(lambda a: a / c.astype(a.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)

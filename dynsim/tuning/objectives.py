@@ -251,7 +251,8 @@ def convergence_objective(
     def f(hparams: Mapping[str, jax.Array]) -> jax.Array:
         unknown = set(hparams) - names
         if unknown:
-            raise ValueError(f"hyperparameters {sorted(unknown)} are not taken by {rule_name}; it takes {sorted(names)}")
+            raise ValueError(f"hyperparameters {sorted(unknown)} are not taken by {rule_name}; "
+                             f"it takes {sorted(names)}")
         rule = factory(**hparams)
         if objective in ("log_rate", "soft_steps", "log_state"):
             if lognorm:

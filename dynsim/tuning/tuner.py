@@ -65,7 +65,7 @@ from dynsim import numerics, optim
 from dynsim.landscapes import Landscape
 from dynsim.tuning.objectives import convergence_objective
 
-__all__ = ["TRANSFORMS", "constrain", "unconstrain", "TuneResult", "minimize", "tune"]
+__all__ = ["TRANSFORMS", "constrain", "unconstrain", "TuneResult", "minimize", "tune", "split_starts"]
 
 
 # --------------------------------------------------------------------------- parametrisation
@@ -258,41 +258,18 @@ def minimize(
     fx = {k: jnp.broadcast_to(jnp.asarray(v, jnp.result_type(float)), (n_starts,)) for k, v in fixed.items()}
     names = tuple(z)
     do_refine = refine and len(names) == 1 and bisect_iters > 0
-
-    def make_value(f):
-        return lambda z_i, fx_i: f({**constrain(z_i, transforms), **fx_i})
-
     hist_v, hist_p, stage_ends = [], {k: [] for k in names}, []
     stage_params = {k: [] for k in names}
     refined = np.zeros(n_starts, bool)
     vals = okg = None
     for f, n_it in zip(stages, stage_steps):
-        # One compiled program per stage: value and gradient for all starts. The optax
-        # loop and the bisection drive it from Python (cheap next to compiling a scan
-        # of the scan for each use of the gradient).
-        vg = jax.jit(jax.vmap(jax.value_and_grad(make_value(f))))
         stx = tx if tx is not None else optax.adam(
             optax.cosine_decay_schedule(learning_rate, max(n_it, 1), alpha=0.01)
         )
-        tx_step = jax.jit(jax.vmap(_tx_step(stx)))
-        st = jax.vmap(stx.init)(z)
-        vs, ps = [], {k: [] for k in names}
-        from tqdm.auto import tqdm
-
-        for _ in tqdm(range(n_it), desc=f"minimize stage {len(stage_ends) + 1}/{len(stages)}", disable=not progress):
-            v, g = vg(z, fx)
-            vs.append(np.asarray(v))
-            for k in names:
-                ps[k].append(np.asarray(constrain({k: z[k]}, transforms)[k]))
-            z, st = tx_step(z, g, v, st)
+        label = f"minimize stage {len(stage_ends) + 1}/{len(stages)}"
+        z, vs, ps, vg = _optax_stage(f, stx, z, fx, transforms, n_it, label, progress)
         if do_refine:
-            (name,) = names
-            # the sign of ∂F/∂z brackets a kink as well as a smooth minimum (module docstring)
-            grad = lambda s: np.asarray(vg({name: jnp.asarray(s)}, fx)[1][name])
-            lo, hi, ok = numerics.bracket_sign_change(grad, np.asarray(z[name]), bracket)
-            zr = numerics.bisect_sign(grad, lo, hi, rtol=0.0, atol=0.0, maxiter=bisect_iters)
-            refined = ok
-            z = {name: jnp.asarray(np.where(ok, zr, np.asarray(z[name])))}
+            z, refined = _bisect_stage(vg, z, fx, bracket, bisect_iters)
         vals, g = vg(z, fx)
         okg = np.asarray(_all_finite_batched(g))
         hist_v.append(np.asarray(vs).reshape(n_it, n_starts))
@@ -326,8 +303,46 @@ def minimize(
     )
 
 
+def _optax_stage(f, stx, z, fx, transforms, n_it: int, label: str, progress: bool):
+    """``n_it`` optax iterations of one stage for all starts: ``(z, values, params, vg)``.
+
+    One compiled program per stage gives value and gradient for all starts (``vg``); the
+    optax loop and the bisection drive it from Python (cheap next to compiling a scan of
+    the scan for each use of the gradient).
+    """
+    from tqdm.auto import tqdm
+
+    vg = jax.jit(jax.vmap(jax.value_and_grad(lambda z_i, fx_i: f({**constrain(z_i, transforms), **fx_i}))))
+    tx_step = jax.jit(jax.vmap(_tx_step(stx)))
+    st = jax.vmap(stx.init)(z)
+    vs, ps = [], {k: [] for k in z}
+    for _ in tqdm(range(n_it), desc=label, disable=not progress):
+        v, g = vg(z, fx)
+        vs.append(np.asarray(v))
+        for k in ps:
+            ps[k].append(np.asarray(constrain({k: z[k]}, transforms)[k]))
+        z, st = tx_step(z, g, v, st)
+    return z, vs, ps, vg
+
+
+def _bisect_stage(vg, z, fx, bracket: float, bisect_iters: int):
+    """End a stage of one free hyperparameter by bisection on the sign of ∂F/∂z: ``(z, refined)``.
+
+    The sign of ∂F/∂z brackets a kink as well as a smooth minimum (module docstring).
+    """
+    (name,) = tuple(z)
+
+    def grad(s):
+        return np.asarray(vg({name: jnp.asarray(s)}, fx)[1][name])
+
+    lo, hi, ok = numerics.bracket_sign_change(grad, np.asarray(z[name]), bracket)
+    zr = numerics.bisect_sign(grad, lo, hi, rtol=0.0, atol=0.0, maxiter=bisect_iters)
+    return {name: jnp.asarray(np.where(ok, zr, np.asarray(z[name])))}, ok
+
+
 def _all_finite_batched(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in jax.tree.leaves(tree)]), axis=0)
+    rows = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(rows), axis=0)
 
 
 def _tx_step(tx):
@@ -340,13 +355,69 @@ def _tx_step(tx):
     return step
 
 
+def split_starts(free: Mapping[str, Any], hyper: Mapping[str, Any] | None, starts) -> tuple[dict, dict]:
+    """``(init, fixed)`` for :func:`minimize` from :func:`tune`'s ``free``, ``hyper`` and ``starts``: the
+    scalars of ``free``/``hyper``, with the per-start values of ``starts`` (paired element by
+    element) in their place; ValueError naming the argument otherwise."""
+    if not isinstance(free, Mapping) or not free:
+        raise ValueError(f"free={free!r} must be a non-empty mapping of the tuned names to their starting values")
+    hyper = {} if hyper is None else hyper
+    if not isinstance(hyper, Mapping):
+        raise ValueError(f"hyper={hyper!r} must be a mapping of hyperparameter names to values")
+    for what, m in (("free", free), ("hyper", hyper)):
+        for k, v in m.items():
+            if np.ndim(v) != 0:
+                raise ValueError(f"{what}[{k!r}] has shape {np.shape(v)}: a single value; per-start values go in "
+                                 f"starts={{{k!r}: [...]}}")
+    both = sorted(set(free) & set(hyper))
+    if both:
+        raise ValueError(f"free and hyper both set {both}")
+    starts = {} if starts is None else starts
+    if not isinstance(starts, Mapping):
+        raise ValueError(f"starts={starts!r} must be a mapping of names to 1-D per-start values")
+    lengths = {}
+    for k, v in starts.items():
+        if k in hyper:
+            raise ValueError(f"starts[{k!r}]: also in hyper; a fixed name's per-start values go in starts only")
+        if np.ndim(v) != 1 or np.shape(v)[0] == 0:
+            raise ValueError(f"starts[{k!r}] must be a non-empty 1-D array of per-start values, "
+                             f"got shape {np.shape(v)}")
+        lengths[k] = np.shape(v)[0]
+    # lists as arrays; arrays as given (their dtype is the caller's)
+    starts = {k: v if hasattr(v, "shape") else np.asarray(v, float) for k, v in starts.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"starts: every name needs the same number of starts (paired, not an outer product), "
+                         f"got {lengths}")
+    init = {k: starts.get(k, v) for k, v in free.items()}
+    fixed = {**hyper, **{k: v for k, v in starts.items() if k not in free}}
+    return init, fixed
+
+
+def _landscape_of(landscape, landscape_params) -> Landscape:
+    """A Landscape from any form :func:`dynsim.sweep` takes (a name, a factory, a loss, an import path)."""
+    if isinstance(landscape, Landscape):
+        if landscape_params:
+            raise ValueError("landscape_params: the landscape is already built")
+        return landscape
+    from dynsim.engine.problem import resolve_landscape
+
+    params = dict(landscape_params or {})
+    spec = resolve_landscape(landscape, params)
+    try:
+        return spec.factory(**params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"landscape={spec.name!r}: building it with landscape_params={params} failed ({e})") from None
+
+
 def tune(
     optimizer: str | Callable[..., optim.Rule],
-    landscape: Landscape,
+    landscape,
     theta0,
     *,
-    free: Mapping[str, Any],
-    fixed: Mapping[str, Any] | None = None,
+    free: Mapping[str, float],
+    hyper: Mapping[str, float] | None = None,
+    starts: Mapping[str, Any] | None = None,
+    landscape_params: Mapping[str, Any] | None = None,
     objective: str = "log_rate",
     horizons: Sequence[int] = (200, 1600, 6400, 25600),
     window_fraction: float | None = None,
@@ -357,8 +428,20 @@ def tune(
 
     Builds :func:`~dynsim.tuning.objectives.convergence_objective` at each of ``horizons`` (the horizon
     schedule; each stage warm-starts from the previous) and calls :func:`minimize`.
-    ``free`` maps names to starting values (scalars or ``(n_starts,)`` arrays: all
-    starts run at once); ``fixed`` holds the rest (also scalars or per-start arrays).
+
+    * ``optimizer``: a rule name, a :mod:`dynsim.optim` factory, an optax factory or an import
+      path, as :func:`dynsim.sweep` takes it.
+    * ``landscape``: a landscape name (``"quadratic"``), factory, ``Landscape``, loss or import
+      path, as :func:`dynsim.sweep` takes it; ``landscape_params`` are its fixed arguments.
+    * ``free``: the tuned names and their starting values (scalars).
+    * ``hyper``: the other hyperparameters, fixed (scalars): one point, as in
+      :func:`dynsim.simulate`.
+    * ``starts``: parallel starts, all run at once under ``vmap``: ``name -> 1-D values``,
+      one per start, *paired element by element* across names (not an outer product, unlike
+      a :func:`dynsim.sweep` grid). A free name's values are its starting values; any other
+      name is a fixed hyperparameter that differs per start (one compiled program then
+      solves several problems). Without ``starts`` there is one start.
+
     ``objective``: ``"log_rate"`` (tapered :func:`~dynsim.tuning.objectives.smoothed_rate` over the last
     ``window_fraction`` of each horizon, default all of it), ``"log_state"``
     (:func:`~dynsim.tuning.objectives.log_state_after` over the last ``window_fraction``, default 10 %),
@@ -372,12 +455,17 @@ def tune(
     for ``kη ≳ 0.01``; smaller kη needs a longer last horizon.
 
     >>> import jax.numpy as jnp, dynsim
-    >>> r = tune("super_accelerated", dynsim.landscapes.quadratic(1.0), jnp.ones(1),
-    ...          free={"sigma": 0.0}, fixed={"learning_rate": 0.1, "momentum": 0.9},
+    >>> r = tune("super_accelerated", "quadratic", jnp.ones(1),
+    ...          free={"sigma": 0.0}, hyper={"learning_rate": 0.1, "momentum": 0.9},
     ...          horizons=(100, 1600), steps=(100, 0), learning_rate=0.5)
     >>> abs(r.best["sigma"] - float(dynsim.analysis.critical_sigma(0.1, 0.9))) < 2e-3
     True
     """
+    init, fixed = split_starts(free, hyper, starts)
+    from dynsim.engine.problem import resolve_optimizer
+
+    factory = resolve_optimizer(optimizer).factory
+    landscape = _landscape_of(landscape, landscape_params)
     try:
         hs = [operator.index(h) for h in horizons]
     except TypeError:
@@ -391,9 +479,9 @@ def tune(
     lo = 1 if objective == "log_state" else 2
     stages = [
         convergence_objective(
-            optimizer, landscape, theta0, h, objective=objective, taper=taper,
+            factory, landscape, theta0, h, objective=objective, taper=taper,
             window=max(lo, min(h + 1, int(round(window_fraction * (h + 1))))),
         )
         for h in hs
     ]
-    return minimize(stages, free, fixed=fixed, **minimize_kwargs)
+    return minimize(stages, init, fixed=fixed, **minimize_kwargs)

@@ -210,7 +210,8 @@ def test_diverged_covers_a_loss_that_blew_up():
 
     for problem in (loss, Landscape("moved", loss, minimum=jnp.ones(1))):
         ds = dynsim.sweep(optax.sgd, problem, {"learning_rate": np.array([0.5, 2.5])}, steps=20, theta0=[2.0],
-                          progress=False, metrics=["final_loss", "diverged"], every=4, dtype="float64")
+                          progress=False, metrics=["final_loss", "diverged"], options=metrics.MetricConfig(every=4),
+                          dtype="float64")
         assert ds.final_loss.values[1] / 0.5 == pytest.approx(1.5 ** 40, rel=1e-9)
         assert ds.diverged.values.tolist() == [False, True]
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from dynsim import analysis, landscapes, optim, simulate
-from dynsim.metrics import METRICS, fit_times, run_metrics
-
+from dynsim.metrics import METRICS, MetricConfig, fit_times, run_metrics
 
 # --------------------------------------------------------------------------- oracles
 
@@ -75,8 +74,11 @@ def run_sa(k_eta, mu, sigma, steps, dtype=jnp.float64, **kw):
         "sigma": jnp.asarray(sigma, dtype),
     }
     th0 = jnp.ones((k_eta.size, 1), dtype)
+    metrics = kw.pop("metrics", None)
+    over = {} if metrics is None else {"metrics": metrics}
     out = jax.jit(
-        lambda hp: run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, steps, **kw)
+        lambda hp: run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, steps,
+                               options=MetricConfig(**kw), **over)
     )(hp)
     return {k: np.asarray(v) for k, v in out.items()}
 
@@ -100,7 +102,8 @@ def test_matches_float64_oracle(renormalise):
         want = oracle_metrics(sa_log_trajectory(k, g, s, steps), steps, every, renormalise=renormalise,
                               per_step=True)
         for name in names:
-            np.testing.assert_allclose(got[name][p], want[name], rtol=1e-9, atol=1e-300, err_msg=f"{name} at {POINTS[p]}")
+            np.testing.assert_allclose(got[name][p], want[name], rtol=1e-9, atol=1e-300,
+                                       err_msg=f"{name} at {POINTS[p]}")
 
 
 def test_long_runs_far_below_float64_range():
@@ -211,7 +214,7 @@ def test_renormalisation_rescales_inner_state_too():
     for r in (True, False):
         res[r] = jax.jit(lambda hp, r=r: run_metrics(
             optim.ema_momentum, hp, landscapes.quadratic, {}, th0, 1024, metrics=("rate", "timescale", "steps_to_eps"),
-            renormalise=r, every=16))(hp)
+            options=MetricConfig(renormalise=r, every=16)))(hp)
     for k in res[True]:
         np.testing.assert_allclose(res[True][k], res[False][k], rtol=1e-9)
 
@@ -243,14 +246,16 @@ def test_nonlinear_landscape_matches_numpy_loop():
     sel = w > 0
     rate = -np.polyfit(times[sel], y[sel], 1, w=np.sqrt(w[sel]))[0]
     got = jax.jit(lambda hp: run_metrics(
-        optim.heavy_ball, hp, landscapes.rosenbrock, {}, jnp.asarray(theta0)[None], steps, every=every, eps=eps,
+        optim.heavy_ball, hp, landscapes.rosenbrock, {}, jnp.asarray(theta0)[None], steps,
+        options=MetricConfig(every=every, eps=eps),
         metrics=("rate", "steps_to_eps", "overshoot", "final_loss", "final_distance", "diverged")))(
         {"learning_rate": jnp.array([lr]), "momentum": jnp.array([mu])})
     got = {k: np.asarray(v)[0] for k, v in got.items()}
     assert got["steps_to_eps"] == above.max() + 1
     np.testing.assert_allclose(got["overshoot"], max(0.0, np.max(-(dx @ dhat))) / d[0], rtol=1e-9)
     np.testing.assert_allclose(got["final_distance"], d[-1], rtol=1e-8)
-    np.testing.assert_allclose(got["final_loss"], (a - th[-1, 0]) ** 2 + b * (th[-1, 1] - th[-1, 0] ** 2) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(got["final_loss"], (a - th[-1, 0]) ** 2 + b * (th[-1, 1] - th[-1, 0] ** 2) ** 2,
+                               rtol=1e-6)
     np.testing.assert_allclose(got["rate"], rate, rtol=1e-8)
     assert not got["diverged"]
 
@@ -261,9 +266,10 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="metrics"):
         run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, 100, metrics=("speed",))
     with pytest.raises(ValueError, match="steps"):
-        run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, 10, every=16)
+        run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, 10, options=MetricConfig(every=16))
     with pytest.raises(ValueError, match="window"):
-        run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, 100, every=8, window=0)
+        run_metrics(optim.super_accelerated, hp, landscapes.quadratic, {}, th0, 100,
+                    options=MetricConfig(every=8, window=0))
 
 
 def test_exactly_converging_point_has_infinite_rate():
@@ -285,7 +291,8 @@ def test_sharpness_metric_is_the_top_hessian_eigenvalue_at_the_lookahead_point()
     assert land.hessian_eigenvalues is not None
     hp = {"learning_rate": jnp.array([0.01, 0.01]), "momentum": jnp.array([0.9, 0.9]), "sigma": jnp.array([0.0, 3.0])}
     th0 = jnp.array([[-1.0, -3.8], [-1.0, -3.8]])
-    out = run_metrics(optim.super_accelerated, hp, landscapes.nakerst2d, {}, th0, 192, metrics=("sharpness", "diverged"))
+    out = run_metrics(optim.super_accelerated, hp, landscapes.nakerst2d, {}, th0, 192,
+                      metrics=("sharpness", "diverged"))
     for p, s in enumerate([0.0, 3.0]):
         tr = simulate(optim.super_accelerated(0.01, 0.9, s), landscapes.nakerst2d(), th0[p], 192)
         phi = tr.theta[-1] + s * tr.velocity[-1]
