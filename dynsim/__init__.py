@@ -36,7 +36,8 @@ _ENTRY_POINTS = {
     "tune": ("dynsim.tuning", "tune"),
 }
 _LAZY_MODULES = ("analysis", "landscapes", "optim", "engine", "ode", "control", "data", "training", "models",
-                 "tuning", "metrics", "figures", "bench", "cycles", "numerics", "view")
+                 "tuning", "metrics", "figures", "bench", "cycles", "numerics", "view", "hessian", "ntk",
+                 "labelled", "provenance")
 
 
 def __getattr__(name):
@@ -52,5 +53,6 @@ __all__ = ["__version__", *_ENTRY_POINTS, *_LAZY_MODULES]
 
 
 def __dir__():
-    # the lazy entry points and modules too: dir(dynsim) and tab completion list them
-    return sorted(set(globals()) | set(__all__))
+    # the lazy entry points and modules: dir(dynsim) and tab completion list what a user may use,
+    # not this file's own imports
+    return sorted(__all__)
