@@ -27,6 +27,7 @@ import dynsim  # noqa: E402
 from dynsim import analysis, data, landscapes, models, optim  # noqa: E402
 from dynsim import view as dview  # noqa: E402
 from dynsim.engine.config import write_located  # noqa: E402
+from dynsim.hessian import Hessian  # noqa: E402
 
 K_ETA = np.geomspace(0.02, 0.5, 12)
 SIGMA = np.linspace(-5.0, 15.0, 21)
@@ -50,9 +51,9 @@ def train_store(tmp_path_factory):
     out = tmp_path_factory.mktemp("view") / "train"
     d = data.load("digits")
     d = d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])
-    dynsim.train(models.nielsen_mlp((5,), input_dim=64), d, "super_accelerated",
+    dynsim.train("super_accelerated", models.nielsen_mlp((5,), input_dim=64), d,
                  {"learning_rate": [0.1, 0.3, 1.0], "momentum": 0.9, "sigma": [0.0, 1.0, 3.0]},
-                 steps=20, seeds=2, hessian_every=10, progress=False, out=out)
+                 steps=20, seeds=2, hessian=Hessian(10), progress=False, out=out)
     return out
 
 
@@ -131,7 +132,7 @@ def test_training_curves_and_exact_threshold(train_store):
     out = page.curves({"learning_rate": 2, "sigma": 1, "seed": 0, "step": 0})
     cols, hess = out["curves"], out["hessian"]
     np.testing.assert_array_equal(cols["step"], ds.step.values.astype(float))
-    np.testing.assert_array_equal(hess["step"], [0.0, 10.0, 20.0])      # hessian_every=10
+    np.testing.assert_array_equal(hess["step"], [0.0, 10.0, 20.0])      # Hessian(10)
     for s in (0, 1):
         np.testing.assert_allclose(cols[f"train_loss_{s}"], ds.train_loss.values[2, 1, s], rtol=1e-7)
         np.testing.assert_allclose(hess[f"sharpness_{s}"], ds.sharpness.values[2, 1, s, ::10], rtol=1e-7)

@@ -1,0 +1,108 @@
+r"""The one grid parser of the library (:func:`parse_grid`): landscape sweeps and training alike.
+
+A grid is either
+
+* a mapping ``name -> value``: 1-D arrays or lists are *axes*, one dimension each, in the
+  given order, and the grid is their outer product (C order); numbers are *fixed* for every
+  point; booleans are *static* (non-numeric arguments, not per point). A mapping of numbers
+  alone is ONE point (no dimension);
+* a list of points ``[{name: number}, ...]``, all naming the same hyperparameters: one
+  dimension ``config`` (coordinate ``0..n-1``), with each hyperparameter as a coordinate
+  along it.
+
+Numbers must be finite (:func:`dynsim.engine.plan.as_axis`); every error is one ``ValueError``
+naming the entry.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from dynsim.engine.plan import as_axis
+
+__all__ = ["Grid", "parse_grid"]
+
+
+class Grid(NamedTuple):
+    """A parsed grid.
+
+    Attributes:
+      dims: the grid's dimensions, in order (``["config"]`` for a list of points; none for one point).
+      coords: ``dim or name -> (dims, values)``: each axis, and for a list of points each
+        hyperparameter along ``config``.
+      points: every point as ``{name: float}`` (fixed values included), C order over ``dims``.
+      fixed: numbers held fixed for every point.
+      static: booleans (static arguments, not per point).
+    """
+
+    dims: list[str]
+    coords: dict[str, tuple[tuple[str, ...], np.ndarray]]
+    points: list[dict[str, float]]
+    fixed: dict[str, float]
+    static: dict[str, Any]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(self.coords[d][1]) for d in self.dims)
+
+
+def parse_grid(grid) -> Grid:
+    """Parse ``grid`` (see the module docstring); names are checked by the caller, which knows the factory.
+
+    >>> g = parse_grid({"learning_rate": 0.5, "sigma": [0.0, 2.0]})
+    >>> g.dims, g.points
+    (['sigma'], [{'learning_rate': 0.5, 'sigma': 0.0}, {'learning_rate': 0.5, 'sigma': 2.0}])
+    >>> parse_grid({"learning_rate": 0.5}).points  # all numbers: one point
+    [{'learning_rate': 0.5}]
+    >>> parse_grid([{"learning_rate": 0.1}, {"learning_rate": 0.2}]).dims
+    ['config']
+    """
+    if isinstance(grid, Mapping):
+        return _parse_mapping(grid)
+    if isinstance(grid, Sequence) and not isinstance(grid, str):
+        return _parse_points(grid)
+    raise ValueError(f"grid={grid!r} must be a mapping name -> values or a list of mappings (points)")
+
+
+def _parse_mapping(grid: Mapping) -> Grid:
+    if not grid:
+        raise ValueError("grid={} is empty: give at least one hyperparameter")
+    dims, axes, fixed, static = [], [], {}, {}
+    for k, v in grid.items():
+        if not isinstance(k, str):
+            raise ValueError(f"grid: keys must be names, got {k!r}")
+        a = as_axis(k, v)
+        if isinstance(a, bool):
+            static[k] = a
+        elif isinstance(a, float):
+            fixed[k] = a
+        else:
+            dims.append(k)
+            axes.append(a)
+    points = []
+    for combo in (np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+                  if axes else np.zeros((1, 0))):
+        p = dict(fixed)
+        p.update({d: float(x) for d, x in zip(dims, combo)})
+        points.append(p)
+    coords = {d: ((d,), a) for d, a in zip(dims, axes)}
+    return Grid(dims, coords, points, fixed, static)
+
+
+def _parse_points(grid: Sequence) -> Grid:
+    if len(grid) == 0:
+        raise ValueError("grid=[] is empty: give at least one hyperparameter point")
+    if not all(isinstance(p, Mapping) for p in grid):
+        raise ValueError("grid must be a mapping name -> values or a list of mappings (points)")
+    keys = set(grid[0])
+    for p in grid:
+        if set(p) != keys:
+            raise ValueError(f"grid points must all name the same hyperparameters; got {sorted(keys)} and {sorted(p)}")
+        for k, v in p.items():
+            if not isinstance(as_axis(k, v), float):
+                raise ValueError(f"grid point {dict(p)}: {k} must be a number")
+    points = [{k: float(v) for k, v in p.items()} for p in grid]
+    coords = {"config": (("config",), np.arange(len(points)))}
+    coords.update({k: (("config",), np.array([p[k] for p in points])) for k in sorted(keys)})
+    return Grid(["config"], coords, points, {}, {})
