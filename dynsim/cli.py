@@ -346,11 +346,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.train:
         kw = {k: v for k, v in (("n_models", args.points), ("steps", args.steps), ("repeats", args.repeats))
               if v is not None}
-        result = bench.benchmark(**kw)
+        result = bench.training.benchmark(**kw)
         if args.json:
             print(json.dumps(result, indent=1, default=str))
         else:
-            print("\n".join(bench.lines(result)))
+            print("\n".join(bench.training.lines(result)))
     else:
         result = bench.run(points=args.points if args.points is not None else 1 << 18,
                            steps=args.steps if args.steps is not None else 4096,

@@ -20,3 +20,12 @@ TOL = {np.float64: 1e-12, np.float32: 1e-5}
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """120 train / 40 test images of sklearn's 8x8 digits (no download): the training tests' small problem."""
+    from dynsim import data
+
+    d = data.load("digits")
+    return d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])

@@ -9,21 +9,13 @@ import optax
 import pytest
 
 import dynsim
-from dynsim import data, models, optim
+from dynsim import models, optim
 from dynsim import training as train
 from dynsim.engine import execute
 from dynsim.training import Placement
 
 TIME_VARS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "grad_norm",
              "running_loss", "running_accuracy")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """120 train / 40 test images of sklearn's 8x8 digits (no download)."""
-    d = data.load("digits")
-    return d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120],
-                      x_test=d.x_test[:40], y_test=d.y_test[:40])
 
 
 def _net(hidden=(5,)):

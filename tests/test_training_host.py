@@ -1,9 +1,8 @@
 """dynsim.training.host: the host-stepped loop gives the device loop's numbers."""
 import jax
 import numpy as np
-import pytest
 
-from dynsim import data, models
+from dynsim import models
 from dynsim import training as train
 from dynsim.hessian import Hessian
 from dynsim.training import Placement, kernel
@@ -13,12 +12,6 @@ jax.config.update("jax_enable_x64", True)
 CURVES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "grad_norm", "running_loss",
           "running_accuracy", "diverged", "diverged_at")
 HESSIAN = ("sharpness", "hessian_eigenvalues", "preconditioned_sharpness")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    d = data.load("digits")
-    return d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])
 
 
 def _both(net, tiny, optimizer, grid, **kw):

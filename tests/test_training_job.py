@@ -160,3 +160,17 @@ def _write_legacy(new, old, legacy):
     meta["variables"] = {k: list(v.dims) for k, v in legacy.data_vars.items()}
     meta["coords"] = {k: list(v.dims) for k, v in legacy.coords.items()}
     (old / "config.json").write_text(json.dumps(meta))
+
+
+def test_progress_counts_whole_model_steps(digits, capsys):
+    """The bar counts model-steps (integers up to the total): no fractions of a model, no TqdmWarning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a TqdmWarning (n > total) would fail here
+        dynsim.train("sa", "nielsen_30", digits, {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 1.0, 2.0]},
+                     epochs=2, batch_size=60, seeds=[0], placement=Placement(chunk_size=2), progress=True)
+    err = capsys.readouterr().err
+    assert "train super_accelerated x3" in err and "step/s" in err
+    assert " 24/24 " in err and " 0/24 " in err and "." not in err.split("/24")[0][-4:]  # 3 models x 8 steps
+    assert "-" not in err.rsplit("<", 1)[-1].split(",")[0]  # the remaining time is never negative

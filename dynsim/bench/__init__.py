@@ -2,25 +2,17 @@ r"""Benchmarks: ``dynsim bench`` (landscape sweeps, :mod:`dynsim.bench.landscape
 --train`` (training, :mod:`dynsim.bench.training`), with the machine measurements both quote
 (:mod:`dynsim.bench.machine`). Each prints a text summary; :func:`write` saves the full result as JSON.
 """
-import importlib
+from dynsim.bench.landscape import (
+                                    SIGMA_STAR_METRICS,
+                                    fma_ceiling,
+                                    numpy_reference,
+                                    run,
+                                    step_flops,
+                                    sweep_grid,
+                                    user_code,
+)
+from dynsim.bench.machine import device_times, load_average, matmul_rate, write
+from dynsim.bench.training import benchmark, lines
 
-# name -> submodule, imported on first use (the training benchmark loads flax)
-_EXPORTS = {
-    "run": "landscape", "numpy_reference": "landscape", "sweep_grid": "landscape", "fma_ceiling": "landscape",
-    "step_flops": "landscape", "user_code": "landscape", "SIGMA_STAR_METRICS": "landscape",
-    "benchmark": "training", "lines": "training",
-    "write": "machine", "matmul_rate": "machine", "device_times": "machine", "load_average": "machine",
-}
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"dynsim.bench.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'dynsim.bench' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
-__all__ = list(_EXPORTS)
+__all__ = ["run", "numpy_reference", "sweep_grid", "fma_ceiling", "step_flops", "user_code", "SIGMA_STAR_METRICS",
+           "benchmark", "lines", "write", "matmul_rate", "device_times", "load_average"]

@@ -28,7 +28,7 @@ from dynsim.engine.layout import Layout
 from dynsim.engine.plan import Plan
 
 __all__ = ["chunk_kernel", "run_chunks", "run_points", "trace_count", "count_trace", "cached", "compiled",
-           "clear_cache", "Progress", "ProgressLog"]
+           "clear_cache", "Progress", "ProgressLog", "write_in_order"]
 
 _TRACES: collections.Counter = collections.Counter()
 #: Seconds between progress lines when there is no progress bar (``logging``, logger ``dynsim.sweep``).
@@ -73,8 +73,9 @@ class Progress:
         if bar:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=True, desc=what, file=sys.stderr,
-                            dynamic_ncols=True)
+            # whole numbers while they are short; 12.3k beyond (a count, never a fraction)
+            self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=total >= 10_000, desc=what,
+                            file=sys.stderr, dynamic_ncols=True)
         else:
             self.log = ProgressLog(what, total, done, n_chunks, chunks_done, f"{unit}s")
         self.t_first, self.n_first = time.perf_counter(), done
@@ -274,23 +275,35 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
         start, n_valid, region = layout.chunk(i)
         return i, n_valid, region, fn(coords, fixed, theta0, jnp.int32(start), jnp.int32(n_valid))
 
+    def results():
+        pending = dispatch(todo[0]) if todo else None
+        k = 0
+        while pending is not None:
+            k += 1
+            nxt = dispatch(todo[k]) if k < len(todo) else None  # in flight while chunk i is written
+            i, n_valid, region, res = pending
+            yield i, region, n_valid, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics}
+            pending = nxt
+
     what = f"sweep {plan.optimizer.name}/{plan.landscape.name}"
     prog = None if not todo else Progress(what, plan.n_points, done_points, layout.n_chunks,
                                           layout.n_chunks - len(todo), "point", bar=progress,
                                           steps_per_unit=plan.steps)
+    return write_in_order(results(), write, prog, stop_after)
+
+
+def write_in_order(results, write: Callable, prog: Progress | None, stop_after: int | None) -> int:
+    """Write each ``(i, region, units, values)`` of ``results`` as it comes (``write(i, region,
+    values)``), count ``units`` on ``prog`` and close a chunk there; stop after ``stop_after``
+    chunks. Returns the number of chunks written."""
     n_run = 0
-    pending = dispatch(todo[0]) if todo else None
-    k = 0
     try:
-        while pending is not None:
-            k += 1
-            nxt = dispatch(todo[k]) if k < len(todo) else None
-            i, n_valid, region, res = pending
-            write(i, region, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics})
+        for i, region, units, values in results:
+            write(i, region, values)
             n_run += 1
-            prog.update(n_valid)
-            prog.chunk_done()
-            pending = nxt
+            if prog is not None:
+                prog.update(units)
+                prog.chunk_done()
             if stop_after is not None and n_run >= stop_after:
                 break
     finally:

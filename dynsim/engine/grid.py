@@ -10,18 +10,17 @@ A grid is either
   dimension ``config`` (coordinate ``0..n-1``), with each hyperparameter as a coordinate
   along it.
 
-Numbers must be finite (:func:`dynsim.engine.plan.as_axis`); every error is one ``ValueError``
+Numbers must be finite (:func:`as_axis`); every error is one ``ValueError``
 naming the entry.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from dynsim.engine.plan import as_axis
-
-__all__ = ["Grid", "parse_grid"]
+__all__ = ["Grid", "parse_grid", "as_axis"]
 
 
 class Grid(NamedTuple):
@@ -106,3 +105,28 @@ def _parse_points(grid: Sequence) -> Grid:
     coords = {"config": (("config",), np.arange(len(points)))}
     coords.update({k: (("config",), np.array([p[k] for p in points])) for k in sorted(keys)})
     return Grid(["config"], coords, points, {}, {})
+
+
+def as_axis(name: str, value) -> np.ndarray | float | bool:
+    """A grid entry: a 1-D float array (swept), a float (fixed) or a bool (static)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) or value is None or callable(value):
+        raise ValueError(f"grid[{name!r}]={value!r} is not numeric; a grid holds numbers or 1-D arrays "
+                         "of numbers (pass other arguments with functools.partial or a wrapper factory)")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"grid[{name!r}]: {value!r} is not a number or a 1-D array of numbers") from None
+    if arr.ndim == 0:
+        v = float(arr)
+        if not math.isfinite(v):
+            raise ValueError(f"grid[{name!r}]={v} must be finite")
+        return v
+    if arr.ndim != 1:
+        raise ValueError(f"grid[{name!r}]: must be a scalar or a 1-D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"grid[{name!r}]: empty array; give at least one value")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"grid[{name!r}]: values must be finite")
+    return arr

@@ -25,7 +25,7 @@ import numpy as np
 from dynsim.engine import layout as _layout
 from dynsim.engine import store as _store
 from dynsim.engine.batch import local_devices
-from dynsim.engine.execute import Progress
+from dynsim.engine.execute import Progress, write_in_order
 from dynsim.engine.plan import jsonable
 from dynsim.engine.runner import Job, check_devices, run_job
 from dynsim.engine.store import Variable
@@ -240,16 +240,10 @@ class ChunkRunner:
         prog = None if not todo else Progress(f"train {problem.spec.optimizer.name} x{problem.n_models}",
                                               problem.n_models * steps, done * steps, layout.n_chunks,
                                               layout.n_chunks - len(todo), "step", bar=progress)
-        n_run = 0
-        try:
+
+        def results():  # the step loops tick the progress as they go: no units left per chunk
             for i in todo:
                 start, n_valid, region = layout.chunk(i)
-                write(i, region, self.train(start, n_valid, lambda n, n_valid=n_valid: prog.update(n * n_valid)))
-                prog.chunk_done()
-                n_run += 1
-                if stop_after is not None and n_run >= stop_after:
-                    break
-        finally:
-            if prog is not None:
-                prog.close()
-        return n_run
+                yield i, region, 0, self.train(start, n_valid, lambda n, n_valid=n_valid: prog.update(n * n_valid))
+
+        return write_in_order(results(), write, prog, stop_after)
