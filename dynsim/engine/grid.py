@@ -30,20 +30,31 @@ class Grid(NamedTuple):
       dims: the grid's dimensions, in order (``["config"]`` for a list of points; none for one point).
       coords: ``dim or name -> (dims, values)``: each axis, and for a list of points each
         hyperparameter along ``config``.
-      points: every point as ``{name: float}`` (fixed values included), C order over ``dims``.
       fixed: numbers held fixed for every point.
       static: booleans (static arguments, not per point).
+      listed: the points themselves where they were listed (or completed by a caller), else
+        ``None``: :attr:`points` then builds them from the axes, on demand (a sweep's grid
+        may hold billions of points; it never asks).
     """
 
     dims: list[str]
     coords: dict[str, tuple[tuple[str, ...], np.ndarray]]
-    points: list[dict[str, float]]
     fixed: dict[str, float]
     static: dict[str, Any]
+    listed: list[dict[str, float]] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(len(self.coords[d][1]) for d in self.dims)
+
+    @property
+    def points(self) -> list[dict[str, float]]:
+        """Every point as ``{name: float}`` (fixed values included), C order over ``dims``."""
+        if self.listed is not None:
+            return self.listed
+        axes = [self.coords[d][1] for d in self.dims]
+        combos = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes)) if axes else np.zeros((1, 0))
+        return [{**self.fixed, **{d: float(x) for d, x in zip(self.dims, combo)}} for combo in combos]
 
 
 def parse_grid(grid) -> Grid:
@@ -79,14 +90,7 @@ def _parse_mapping(grid: Mapping) -> Grid:
         else:
             dims.append(k)
             axes.append(a)
-    points = []
-    for combo in (np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-                  if axes else np.zeros((1, 0))):
-        p = dict(fixed)
-        p.update({d: float(x) for d, x in zip(dims, combo)})
-        points.append(p)
-    coords = {d: ((d,), a) for d, a in zip(dims, axes)}
-    return Grid(dims, coords, points, fixed, static)
+    return Grid(dims, {d: ((d,), a) for d, a in zip(dims, axes)}, fixed, static)
 
 
 def _parse_points(grid: Sequence) -> Grid:
@@ -104,7 +108,7 @@ def _parse_points(grid: Sequence) -> Grid:
     points = [{k: float(v) for k, v in p.items()} for p in grid]
     coords = {"config": (("config",), np.arange(len(points)))}
     coords.update({k: (("config",), np.array([p[k] for p in points])) for k in sorted(keys)})
-    return Grid(["config"], coords, points, {}, {})
+    return Grid(["config"], coords, {}, {}, points)
 
 
 def as_axis(name: str, value) -> np.ndarray | float | bool:

@@ -143,6 +143,7 @@ def optimizer_grid(grid, opt: OptimizerSpec) -> Grid:
     hyperparameters; for dynsim's rules the defaults are filled in and every point is checked by
     the rule itself (its message); a user's factory is built once (:func:`check_user_optimizer`)."""
     g = parse_grid(grid)
+    g = g._replace(listed=g.points)  # built once: a training grid is as many models as points
     names = tuple(n for n in opt.params if not (opt.builtin and n == "lookahead")) if not opt.var_kwargs else None
     if names is not None:
         bad = [k for k in [*g.points[0], *g.static] if k not in opt.params]
@@ -163,7 +164,7 @@ def optimizer_grid(grid, opt: OptimizerSpec) -> Grid:
         except ValueError as e:
             raise ValueError(f"grid point {p}: {e}") from None
         full.append({n: float(q[n]) for n in need})
-    return g._replace(points=full)
+    return g._replace(listed=full)
 
 
 def check_user_optimizer(opt: OptimizerSpec, point, static) -> None:
