@@ -58,8 +58,10 @@ def test_vmapped_grid_equals_each_model_alone_and_compiles_once(tiny):
     kw = dict(epochs=2, batch_size=20, metrics_every=3, dtype="float64", progress=False)
     grid = {"learning_rate": [0.5, 2.0], "momentum": 0.9, "sigma": [0.0, 3.0]}
     ds = train.train("super_accelerated", net, tiny, grid, seeds=[0, 7], placement=Placement(chunk_size=3), **kw)
-    assert execute.trace_count() - n0 == 1  # 8 models, 3 chunks, one trace/compile
-    assert ds.attrs["n_chunks"] == 3
+    assert execute.trace_count() - n0 == 1  # 8 models, 4 chunks, one trace/compile
+    # chunks are rectangular blocks of the (lr, sigma, seed) grid: 3 models per chunk -> blocks of
+    # (1, 1, 2), 4 chunks (the attribute used to say ceil(8 / 3) = 3, not what ran)
+    assert ds.attrs["n_chunks"] == 4
     assert ds.test_accuracy.dims == ("learning_rate", "sigma", "seed", "step")
     assert ds.sizes["step"] == 1 + 2 * 2  # step 0, then 2 records per epoch (6 steps / 3)
     np.testing.assert_allclose(ds.epoch, [0, 0.5, 1, 1.5, 2])
@@ -83,7 +85,7 @@ def test_vmapped_grid_equals_each_model_alone_and_compiles_once(tiny):
         train.train, "super_accelerated", net, tiny, grid2, seeds=[1, 2], placement=Placement(chunk_size=3),
         **{**kw, "epochs": 3}))
     assert n_xla == 0 and execute.trace_count() == n1
-    assert ds2.attrs["n_chunks"] == 4
+    assert ds2.attrs["n_chunks"] == 6  # (3, 2, 2) in blocks of (1, 1, 2)
 
 
 def test_metrics_are_in_paper_coordinates(tiny):
