@@ -92,7 +92,7 @@ class Trajectory(NamedTuple):
       velocity: ``(steps + 1, *θ₀.shape)``, the displacement ``u_{i-1} = θ_i − θ_{i-1}``
         entering step ``i`` (Nakerst's ``m^{(i-1)}``); zero first.
       state: the rule's final state (moments, count), for continuing a run.
-      hessian: a :class:`HessianTrace` when ``simulate(..., hessian_every=N)``, else ``None``.
+      hessian: a :class:`HessianTrace` when ``simulate(..., hessian=Hessian(N))``, else ``None``.
     """
 
     theta: PyTree

@@ -148,14 +148,14 @@ def segment_steps(spec: ProgramSpec, n_eval: int, n_slots: int, share: float) ->
     eb = min(spec.eval_batch, n_eval)
     eval_bytes = 2 * eb * ex
     if eval_bytes > share:
-        raise ValueError(f"data_placement='stream': two evaluation batches of {eb} examples (eval_batch="
+        raise ValueError(f"data placement 'stream': two evaluation batches of {eb} examples (eval_batch="
                          f"{spec.eval_batch}; {eval_bytes / 2**20:.3g} MiB) do not fit the {share / 2**20:.3g} MiB "
                          "the streamed data may use (half of memory_fraction of the device); lower eval_batch or "
                          "raise memory_fraction")
     per_step = 2 * n_slots * spec.batch_size * ex
     fit = int((share - eval_bytes) // per_step)
     if fit < 1:
-        raise ValueError(f"data_placement='stream': one step's minibatches for the chunk's {n_slots} seed(s) "
+        raise ValueError(f"data placement 'stream': one step's minibatches for the chunk's {n_slots} seed(s) "
                          f"(batch_size={spec.batch_size}, {per_step / 2**20:.3g} MiB double-buffered) do not fit the "
                          f"{(share - eval_bytes) / 2**20:.3g} MiB left to the streamed data; lower batch_size or "
                          "chunk_size (fewer seeds per chunk), or raise memory_fraction")
