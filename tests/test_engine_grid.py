@@ -51,3 +51,17 @@ def test_sweep_and_simulate_refuse_non_integer_steps():
                      ["rate"], progress=False)
     with pytest.raises(ValueError, match=r"steps=100.0 must be an integer >= 0"):  # 0 steps: θ₀ alone
         dynsim.simulate(dynsim.optim.gd(0.1), dynsim.landscapes.quadratic(1.0), np.ones(1), 100.0)
+
+
+def test_an_all_number_sweep_grid_is_one_point(tmp_path):
+    """No grid dimension; the same numbers as the one-element axis, in memory and from a store."""
+    point = {"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}
+    one = dynsim.sweep("sa", "quadratic", point, 256, ["rate", "diverged"], progress=False)
+    axis = dynsim.sweep("sa", "quadratic", {**point, "k_eta": np.array([0.1])}, 256, ["rate", "diverged"],
+                        progress=False)
+    assert one.rate.dims == () and float(one.k_eta) == 0.1
+    assert float(one.rate) == float(axis.rate[0]) and not bool(one.diverged)
+    stored = dynsim.sweep("sa", "quadratic", point, 256, ["rate", "diverged"], progress=False, out=tmp_path / "p")
+    assert stored.rate.dims == () and float(stored.rate) == float(one.rate)
+    assert dynsim.open_result(tmp_path / "p").rate.dims == ()
+

@@ -203,8 +203,12 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
                 raise ValueError(f"grid[{name!r}]: landscape parameter of {land.name!r} cannot vary per point; "
                                  "pass it in landscape_params")
             land_swept.append(name)
-    if not dims:
-        raise ValueError("grid: no swept hyperparameter; give at least one 1-D array")
+    squeeze = []
+    if not dims:  # numbers only: ONE point, run as a 1-long axis of its first number, squeezed from the result
+        first = next((name for name in grid if name in fixed), None)
+        if first is None:
+            raise ValueError("grid: no number to run at; give hyperparameter values")
+        dims, coords, squeeze = [first], [np.array([fixed.pop(first)])], [first]
     check_points([len(c) for c in coords])
     if "k_eta" in grid and "learning_rate" in grid:
         raise ValueError("grid: give either 'k_eta' or 'learning_rate', not both")
@@ -276,6 +280,8 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
                                                   "unroll", "pack", "fit_every", "tangent_steps")},
         "chunk_size": None if chunk_size is None else int(chunk_size),
     }
+    if squeeze:  # only for one-point grids: other configs (and their stores) are unchanged
+        config["squeeze"] = squeeze
     if cfg.floor_eps is not None:
         config["options"]["floor_eps"] = float(cfg.floor_eps)
     if fp is not None:

@@ -300,8 +300,9 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
               coords={d: ((d,), c) for d, c in zip(plan.dims, plan.coords)},
               variables=_store.metric_variables(plan.dims, plan.metrics, plan.dtype), attrs=_attrs(plan, n_dev),
               run=run)
-    return run_job(job, out=out, progress=progress, chunks=chunks, stop_after=stop_after, source_text=source_text,
-                   source=source, resume_only=resume_only)
+    ds = run_job(job, out=out, progress=progress, chunks=chunks, stop_after=stop_after, source_text=source_text,
+                 source=source, resume_only=resume_only)
+    return _store.squeeze_point(ds, plan.config)
 
 
 def run_job(job: Job, *, out=None, progress=True, chunks=None, stop_after=None, source_text: str | None = None,

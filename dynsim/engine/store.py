@@ -568,6 +568,7 @@ def open_result(out):
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     if meta["sweep"].get("kind") == "train" and "epoch" in ds.dims:
         ds = _training_steps_layout(ds)
+    ds = squeeze_point(ds, meta["sweep"])
     n_chunks = meta.get("layout", {}).get("n_chunks")
     if n_chunks is not None:
         ds.attrs["complete"] = len(read_done(out, n_chunks)) == n_chunks
@@ -586,3 +587,10 @@ def _training_steps_layout(ds):
         ds[new].attrs = {"description": ds[k].attrs.get("description", "").replace("first epoch", "first step")}
         ds = ds.drop_vars(k)
     return ds
+
+
+def squeeze_point(ds, config: Mapping):
+    """A one-point grid (numbers only) ran along a 1-long axis of its first number: that axis
+    becomes a scalar coordinate, so the result has no grid dimension (``config["squeeze"]``)."""
+    names = [d for d in config.get("squeeze", ()) if d in ds.dims]
+    return ds.squeeze(names) if names else ds
