@@ -45,9 +45,9 @@ def _add_import_paths(paths) -> None:
 def _run_config(cfg, out, **kw):
     """A landscape sweep config, or a training one (a ``[problem]`` table): ``(dataset, located)``."""
     if "problem" in cfg:
-        from dynsim import training
+        from dynsim.training import config as training_config
 
-        return training.run_config(cfg, out, **kw), None
+        return training_config.run_config(cfg, out, **kw), None
     from dynsim.engine import config
 
     return config.run_config(cfg, out, **kw)
@@ -325,9 +325,9 @@ def _forget(out, existed: bool) -> None:
 def _dry_run(cfg, args) -> int:
     """``--dry-run``: the plan (points, steps, chunks, store size) and a time from a short calibration run."""
     if "problem" in cfg:
-        from dynsim import training
+        from dynsim.training import config as training_config
 
-        est = training.estimate_config(cfg, chunk_size=args.chunk_size)
+        est = training_config.estimate_config(cfg, chunk_size=args.chunk_size)
     else:
         from dynsim.engine import config
 
@@ -338,27 +338,28 @@ def _dry_run(cfg, args) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """``dynsim bench [--points N] [--steps S] [--repeats R] [--out FILE] [--train]``."""
+    """``dynsim bench [--points N] [--steps S] [--repeats R] [--out FILE] [--json] [--train]``: a text summary."""
     import json
 
     from dynsim.engine import platform
 
     platform.configure_xla_cpu()  # before JAX starts: every core a device
-    if args.train:
-        from dynsim import training
+    from dynsim import bench
 
+    if args.train:
         kw = {k: v for k, v in (("n_models", args.points), ("steps", args.steps), ("repeats", args.repeats))
               if v is not None}
-        result = training.benchmark(**kw)
-        print(json.dumps(result, indent=1, default=str))
+        result = bench.training.benchmark(**kw)
+        if args.json:
+            print(json.dumps(result, indent=1, default=str))
+        else:
+            print("\n".join(bench.training.lines(result)))
     else:
-        from dynsim import bench
-
         result = bench.run(points=args.points if args.points is not None else 1 << 18,
                            steps=args.steps if args.steps is not None else 4096,
                            repeats=args.repeats if args.repeats is not None else 5)
-    from dynsim import bench
-
+        if args.json:
+            print(json.dumps(result, indent=1, default=str))
     bench.write(args.out, result)
     return 0
 
@@ -428,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=None, help="steps per point")
     b.add_argument("--repeats", type=int, default=5, help="timed repeats (median quoted)")
     b.add_argument("--out", default=None, help="also write the result JSON here")
+    b.add_argument("--json", action="store_true", help="also print the result JSON")
     b.set_defaults(func=_cmd_bench)
 
     v = sub.add_parser("view", help="interactive page over a result store (or a static --html file)")

@@ -63,6 +63,7 @@ Cohen et al. (2022) *Adaptive gradient methods at the edge of stability*.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -75,6 +76,8 @@ from dynsim.checks import check_int
 PyTree = Any
 
 __all__ = [
+    "Hessian",
+    "HESSIAN_POINTS",
     "LanczosResult",
     "hvp",
     "lanczos_top_k",
@@ -90,6 +93,40 @@ __all__ = [
 #: ``eos-sa`` the top eigenvalue is converged to < 1e-4 relative well before 20 steps
 #: (see ``tests/test_hessian.py`` and ``results/eos-sa/NOTES.md``).
 DEFAULT_ITERS = 20
+#: Where :class:`Hessian` takes the curvature: the look-ahead point Θ = θ + σu or the paper's θ.
+HESSIAN_POINTS = ("lookahead", "theta")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hessian:
+    """What to record of the Hessian spectrum along a run (:func:`dynsim.simulate`, :func:`dynsim.train`).
+
+    Every ``every`` steps (step 0 included) the top ``k`` eigenvalues of ``∇²L`` by Lanczos
+    with ``iters`` Hessian-vector products (:func:`lanczos_top_k`), at the look-ahead point
+    Θ = θ + σu where the rule takes its gradient (``at="lookahead"``, the curvature that
+    :func:`dynsim.analysis.stability_threshold` bounds) or at the paper's θ (``at="theta"``).
+    Checked here, once, for every caller.
+
+    >>> Hessian(10, k=3)
+    Hessian(every=10, k=3, iters=20, at='lookahead')
+    >>> Hessian(10, k=30)
+    Traceback (most recent call last):
+    ...
+    ValueError: Hessian: k=30 must be <= iters=20
+    """
+
+    every: int
+    k: int = 1
+    iters: int = DEFAULT_ITERS
+    at: str = "lookahead"
+
+    def __post_init__(self):
+        for name, lo in (("every", 1), ("k", 1), ("iters", 1)):
+            object.__setattr__(self, name, check_int(f"Hessian: {name}", getattr(self, name), lo))
+        if self.k > self.iters:
+            raise ValueError(f"Hessian: k={self.k} must be <= iters={self.iters}")
+        if self.at not in HESSIAN_POINTS:
+            raise ValueError(f"Hessian: at={self.at!r} must be one of {', '.join(map(repr, HESSIAN_POINTS))}")
 
 
 class LanczosResult(NamedTuple):

@@ -4,8 +4,8 @@ The map runs inside one ``jax.lax.scan``. The function is pure, so it jits,
 vmaps over hyperparameters and initial points, and differentiates end to end
 (``jax.grad`` with respect to η, μ, σ or θ₀ goes through the whole scan).
 
-With ``hessian_every=N`` the scan also records the top Hessian eigenvalues (sharpness)
-every ``N`` steps at the look-ahead point, and for ``rmsprop_sa``/``adam_sa`` the
+With ``hessian=Hessian(N)`` (:class:`dynsim.hessian.Hessian`) the scan also records the top
+Hessian eigenvalues (sharpness) every ``N`` steps at the look-ahead point, and for ``rmsprop_sa``/``adam_sa`` the
 preconditioned sharpness (:class:`HessianTrace`, :func:`preconditioner`).
 """
 from __future__ import annotations
@@ -28,12 +28,13 @@ __all__ = ["Trajectory", "HessianTrace", "simulate", "as_rule", "build_rule", "c
 
 
 class HessianTrace(NamedTuple):
-    """Hessian-spectrum metrics along a trajectory, every ``hessian_every`` steps.
+    """Hessian-spectrum metrics along a trajectory, every ``hessian.every`` steps.
 
     Attributes:
       step: ``(R,)``, the steps recorded: ``0, N, 2N, …`` (``≤ steps``).
       sharpness: ``(R,)``, ``λ_max`` of ``∇²L`` at the look-ahead point
-        ``φ_i = θ_i + σ_i u_{i−1}`` (where step ``i+1`` takes its gradient).
+        ``φ_i = θ_i + σ_i u_{i−1}`` (where step ``i+1`` takes its gradient; at θ_i with
+        ``Hessian(at="theta")``).
       eigenvalues: ``(R, k)``, the top ``k`` eigenvalues there, descending.
       residual: ``(R,)``, Lanczos residual bound of ``sharpness`` (convergence check).
       preconditioned_sharpness: ``(R,)``, ``λ_max(P^{-1}∇²L(φ_i))`` with the rule's current
@@ -91,7 +92,7 @@ class Trajectory(NamedTuple):
       velocity: ``(steps + 1, *θ₀.shape)``, the displacement ``u_{i-1} = θ_i − θ_{i-1}``
         entering step ``i`` (Nakerst's ``m^{(i-1)}``); zero first.
       state: the rule's final state (moments, count), for continuing a run.
-      hessian: a :class:`HessianTrace` when ``simulate(..., hessian_every=N)``, else ``None``.
+      hessian: a :class:`HessianTrace` when ``simulate(..., hessian=Hessian(N))``, else ``None``.
     """
 
     theta: PyTree
@@ -170,9 +171,7 @@ def simulate(
     *,
     hyper: Mapping[str, Any] | None = None,
     unroll: int = 1,
-    hessian_every: int = 0,
-    hessian_k: int = 1,
-    hessian_iters: int = _hessian.DEFAULT_ITERS,
+    hessian: _hessian.Hessian | None = None,
     hessian_key: jax.Array | None = None,
 ) -> Trajectory:
     r"""Run ``steps`` steps of ``optimizer`` on ``loss_fn`` from ``theta0``.
@@ -189,21 +188,21 @@ def simulate(
         (e.g. ``{"learning_rate": 0.1, "momentum": 0.9, "sigma": 2.0}``): one point of a
         :func:`dynsim.sweep` grid. Values may be traced (``jax.grad`` with respect to them).
       unroll: ``lax.scan`` unroll factor.
-      hessian_every: record Hessian metrics every this many steps (0: off, the default).
-        They are taken at the look-ahead point ``φ_i = θ_i + σ_i u_{i−1}``, the point whose
+      hessian: a :class:`dynsim.hessian.Hessian` (``Hessian(every, k=1, iters=20,
+        at="lookahead")``): record the top ``k`` Hessian eigenvalues every ``every`` steps by
+        Lanczos with ``iters`` Hessian-vector products (clipped to the dimension, exact there);
+        ``None`` (the default): off. They are taken at the look-ahead point ``φ_i = θ_i + σ_i u_{i−1}``, the point whose
         gradient drives the next step: linearising the map around the run, a perturbation
         ``δ`` of θ evolves by ``δu_i = μδu_{i−1} − η∇²L(φ_i)(δθ_i + σδu_{i−1})``, so
         ``∇²L(φ_i)`` is the curvature that
-        :func:`dynsim.analysis.stability_threshold` bounds (φ = θ for σ = 0).
-      hessian_k: how many top eigenvalues to record.
-      hessian_iters: Lanczos steps (= Hessian-vector products) per record
-        (:func:`dynsim.hessian.lanczos_top_k`; clipped to the dimension, exact there).
+        :func:`dynsim.analysis.stability_threshold` bounds (φ = θ for σ = 0);
+        ``at="theta"`` takes them at θ instead.
       hessian_key: PRNG key of the Lanczos start vectors (default ``PRNGKey(0)``; record
         ``j`` uses ``fold_in(key, j)``).
 
     Returns:
       A :class:`Trajectory` in the paper's coordinates, θ₀ first (with a
-      :class:`HessianTrace` in ``hessian`` when ``hessian_every > 0``).
+      :class:`HessianTrace` in ``hessian`` when ``hessian`` is given).
 
     >>> import jax, jax.numpy as jnp, dynsim
     >>> run = jax.jit(lambda s: dynsim.simulate(dynsim.optim.super_accelerated(0.1, 0.9, s),
@@ -228,10 +227,10 @@ def simulate(
     if not leaves or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves):
         raise ValueError("theta0 must be a non-empty array (or pytree of arrays) of floats")
     grad_fn = jax.grad(loss)
-    every = check_int("hessian_every", hessian_every, 0)
-    if every:
-        return _simulate_with_hessian(rule, loss, theta0, n, unroll, every, hessian_k, hessian_iters,
-                                      hessian_key)
+    if hessian is not None:
+        if not isinstance(hessian, _hessian.Hessian):
+            raise ValueError(f"hessian={hessian!r} must be a dynsim.hessian.Hessian(every, k, iters, at) or None")
+        return _simulate_with_hessian(rule, loss, theta0, n, unroll, hessian, hessian_key)
 
     def body(carry, _):
         theta, state = carry
@@ -251,21 +250,20 @@ def simulate(
     )
 
 
-def _simulate_with_hessian(rule, loss, theta0, n, unroll, every, k, iters, key):
-    """:func:`simulate` plus Hessian metrics every ``every`` steps (a ``lax.cond`` on the step
-    number, which no ``vmap`` batches: off-record steps cost nothing)."""
+def _simulate_with_hessian(rule, loss, theta0, n, unroll, hessian: _hessian.Hessian, key):
+    """:func:`simulate` plus Hessian metrics every ``hessian.every`` steps (a ``lax.cond`` on the
+    step number, which no ``vmap`` batches: off-record steps cost nothing)."""
     grad_fn = jax.grad(loss)
     key = jax.random.PRNGKey(0) if key is None else key
     pre = getattr(rule, "name", None) in PRECONDITIONED_RULES
     dim = sum(x.size for x in jax.tree.leaves(theta0))
-    iters = check_int("hessian_iters", iters, 1)
-    k = check_int("hessian_k", k, 1)
-    if k > min(iters, dim):
-        raise ValueError(f"hessian_k={k} must be <= min(hessian_iters, dim) = {min(iters, dim)}")
+    every, k, iters = hessian.every, hessian.k, hessian.iters
+    if k > dim:
+        raise ValueError(f"hessian=Hessian(k={k}) must be <= the dimension {dim}")
     dtype = jax.tree.leaves(theta0)[0].dtype
 
     def measure(theta, state, record):
-        phi = rule.lookahead_point(theta, state)
+        phi = rule.lookahead_point(theta, state) if hessian.at == "lookahead" else theta
         kk = jax.random.fold_in(key, record)
         mv = lambda v: _hessian.hvp(loss, phi, v)  # noqa: E731
         res = _hessian.lanczos_top_k(mv, phi, k, iters, kk)

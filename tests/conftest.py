@@ -92,3 +92,12 @@ def browser(tmp_path):
     driver = viewpages.new_browser(tmp_path)
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """120 train / 40 test images of sklearn's 8x8 digits (no download): the training tests' small problem."""
+    from dynsim import data
+
+    d = data.load("digits")
+    return d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])

@@ -470,7 +470,7 @@ def test_python_control_flow_in_a_user_model_is_named_as_such():
             return nn.Dense(10)(h)
 
     with pytest.raises(ValueError) as e:
-        dynsim.train(models.from_module(Branchy(), "cross_entropy", 10), digits, optax.sgd,
+        dynsim.train(optax.sgd, models.from_module(Branchy(), "cross_entropy", 10), digits,
                      {"learning_rate": [0.1]}, steps=4, progress=False)
     msg = str(e.value)
     assert "model='Branchy': its forward pass uses x as a Python value" in msg
@@ -487,7 +487,7 @@ def test_one_range_policy_for_factories_sweeps_and_training():
 
     digits = data.load("digits")
     tiny = data.Dataset(digits.x_train[:64], digits.y_train[:64], digits.x_test[:16], digits.y_test[:16], "d64", 10)
-    tr = dynsim.train("nielsen_30", tiny, "super_accelerated", {"learning_rate": 0.5, "momentum": [0.9, 1.5],
+    tr = dynsim.train("super_accelerated", "nielsen_30", tiny, {"learning_rate": 0.5, "momentum": [0.9, 1.5],
                                                                  "sigma": 0.0}, steps=4, progress=False)
     assert tr.sizes["momentum"] == 2  # ... and by training
     with pytest.raises(ValueError, match="learning_rate=-0.1 must be in >=0"):
@@ -496,5 +496,5 @@ def test_one_range_policy_for_factories_sweeps_and_training():
         dynsim.sweep("sa", "quadratic", {"k_eta": np.array([-0.1, 0.1]), "momentum": 0.9, "sigma": 0.0}, 256,
                      ["rate"], progress=False)
     with pytest.raises(ValueError, match="learning_rate=-0.5 must be in >=0"):
-        dynsim.train("nielsen_30", tiny, "super_accelerated", {"learning_rate": [-0.5, 0.5], "momentum": 0.9,
+        dynsim.train("super_accelerated", "nielsen_30", tiny, {"learning_rate": [-0.5, 0.5], "momentum": 0.9,
                                                                 "sigma": 0.0}, steps=4, progress=False)

@@ -329,7 +329,7 @@ def test_unroll_matches_training_engine(tiny_problem):
     from dynsim import data, models
 
     ds = data.validation_split(data.load("digits"), 100, seed=0)
-    res = train.train(models.nielsen_mlp((6,), input_dim=64), ds, "super_accelerated", HP, steps=6,
+    res = train.train("super_accelerated", models.nielsen_mlp((6,), input_dim=64), ds, HP, steps=6,
                       eval_on=("test",), seeds=[0, 1], train_subset=150, dtype="float64", progress=False)
     ours = tune.validation_curve(tiny_problem, "super_accelerated", HP, [0, 1], 6)
     np.testing.assert_allclose(np.asarray(res["test_loss"]).reshape(2, 7), ours, rtol=1e-10)

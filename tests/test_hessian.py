@@ -132,3 +132,24 @@ def test_deterministic_in_key_and_bad_arguments(small_net):
         hessian.lanczos_top_k(lambda v: v, {"a": jnp.zeros(3, jnp.int32)})
     with pytest.raises(ValueError, match="preconditioner"):
         hessian.preconditioned_sharpness(loss, params, jnp.ones(3))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(every=-1), "every=-1"),
+    (dict(every=1.5), "every=1.5"),
+    (dict(every=0), "every=0"),
+    (dict(every=2, k=5, iters=4), "k=5 must be <= iters=4"),
+    (dict(every=2, iters=0), "iters=0"),
+    (dict(every=2, at="phi"), "at='phi'"),
+])
+def test_hessian_options_are_checked_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        hessian.Hessian(**kwargs)
+
+
+def test_hessian_options_are_frozen_and_hashable():
+    h = hessian.Hessian(10, k=3, iters=30, at="theta")
+    assert (h.every, h.k, h.iters, h.at) == (10, 3, 30, "theta")
+    assert hash(h) == hash(hessian.Hessian(10, 3, 30, "theta"))
+    with pytest.raises(Exception):
+        h.every = 5

@@ -7,6 +7,7 @@ import pytest
 
 import dynsim
 from dynsim import landscapes, optim
+from dynsim.hessian import Hessian
 
 
 def test_shapes_and_first_row():
@@ -93,7 +94,7 @@ def test_bad_arguments(kwargs, match):
 def test_tracked_sharpness_on_quadratic_nd_is_the_largest_eigenvalue(rule):
     eig = np.array([0.2, 0.7, 1.5, 4.0, 9.0])
     land = landscapes.quadratic_nd(eig, rotation_seed=3)
-    t = dynsim.simulate(rule, land, jnp.ones(5), 30, hessian_every=7, hessian_k=3)
+    t = dynsim.simulate(rule, land, jnp.ones(5), 30, hessian=Hessian(7, k=3))
     np.testing.assert_array_equal(t.hessian.step, [0, 7, 14, 21, 28])
     np.testing.assert_allclose(t.hessian.sharpness, 9.0, rtol=1e-10)
     np.testing.assert_allclose(t.hessian.eigenvalues, np.tile([9.0, 4.0, 1.5], (5, 1)), rtol=1e-10)
@@ -108,7 +109,7 @@ def test_sharpness_is_taken_at_the_lookahead_point():
     land = landscapes.rosenbrock()
     sigma = 5.0
     t = dynsim.simulate(optim.super_accelerated(1e-4, 0.9, sigma), land, jnp.array([-1.2, 1.0]), 40,
-                        hessian_every=10, hessian_k=2)
+                        hessian=Hessian(10, k=2))
     for j, i in enumerate(np.asarray(t.hessian.step)):
         phi = t.theta[i] + sigma * t.velocity[i]
         ref = np.linalg.eigvalsh(np.asarray(jax.hessian(land.loss)(phi)))[::-1]
@@ -122,7 +123,7 @@ def test_preconditioned_sharpness_along_adam_sa():
     eig = np.array([0.5, 2.0, 6.0])
     land = landscapes.quadratic_nd(eig, rotation_seed=2)
     rule = optim.adam_sa(0.02, 0.9, 0.99, 1.5)
-    t = dynsim.simulate(rule, land, jnp.array([1.0, -2.0, 0.5]), 20, hessian_every=5)
+    t = dynsim.simulate(rule, land, jnp.array([1.0, -2.0, 0.5]), 20, hessian=Hessian(5))
     h = np.asarray(jax.hessian(land.loss)(jnp.zeros(3)))
     assert np.isnan(float(t.hessian.preconditioned_sharpness[0]))
     for j, i in enumerate(np.asarray(t.hessian.step)[1:], start=1):
@@ -135,20 +136,18 @@ def test_preconditioned_sharpness_along_adam_sa():
 def test_hessian_trace_vmaps_over_hyperparameters():
     land = landscapes.rosenbrock()
     f = jax.jit(jax.vmap(lambda s: dynsim.simulate(optim.super_accelerated(1e-4, 0.9, s), land,
-                                                   jnp.array([-1.2, 1.0]), 30, hessian_every=10).hessian.sharpness))
+                                                   jnp.array([-1.2, 1.0]), 30, hessian=Hessian(10)).hessian.sharpness))
     sig = jnp.array([0.0, 2.0, 8.0])
     batched = f(sig)
     for i, s in enumerate(sig):
         one = dynsim.simulate(optim.super_accelerated(1e-4, 0.9, s), land, jnp.array([-1.2, 1.0]), 30,
-                              hessian_every=10).hessian.sharpness
+                              hessian=Hessian(10)).hessian.sharpness
         np.testing.assert_allclose(batched[i], one, rtol=1e-12)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(hessian_every=-1), "hessian_every"),
-    (dict(hessian_every=1.5), "hessian_every"),
-    (dict(hessian_every=2, hessian_k=3), "hessian_k=3"),  # dim 2
-    (dict(hessian_every=2, hessian_iters=0), "hessian_iters"),
+    (dict(hessian=2), "hessian=2 must be a dynsim.hessian.Hessian"),
+    (dict(hessian=Hessian(2, k=3)), r"Hessian\(k=3\) must be <= the dimension 2"),  # dim 2
 ])
 def test_bad_hessian_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -72,7 +72,7 @@ def test_training_curves_and_exact_threshold(train_store):
     out = page.curves({"learning_rate": 2, "sigma": 1, "seed": 0, "step": 0})
     cols, hess = out["curves"], out["hessian"]
     np.testing.assert_array_equal(cols["step"], ds.step.values.astype(float))
-    np.testing.assert_array_equal(hess["step"], [0.0, 10.0, 20.0])      # hessian_every=10
+    np.testing.assert_array_equal(hess["step"], [0.0, 10.0, 20.0])      # Hessian(10)
     for s in (0, 1):
         np.testing.assert_allclose(cols[f"train_loss_{s}"], ds.train_loss.values[2, 1, s], rtol=1e-7)
         np.testing.assert_allclose(hess[f"sharpness_{s}"], ds.sharpness.values[2, 1, s, ::10], rtol=1e-7)

@@ -20,6 +20,7 @@ import pytest
 import dynsim
 from dynsim import analysis, data, landscapes, models, optim
 from dynsim.engine.config import write_located
+from dynsim.hessian import Hessian
 from dynsim.view.page_data import PageData, open_source
 
 K_ETA = np.geomspace(0.02, 0.5, 12)
@@ -40,9 +41,9 @@ def make_train_store(out):
     """A (η, σ) × 2 seeds training sweep of a tiny MLP on sklearn's digits, with its sharpness."""
     d = data.load("digits")
     d = d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])
-    dynsim.train(models.nielsen_mlp((5,), input_dim=64), d, "super_accelerated",
+    dynsim.train("super_accelerated", models.nielsen_mlp((5,), input_dim=64), d,
                  {"learning_rate": [0.1, 0.3, 1.0], "momentum": 0.9, "sigma": [0.0, 1.0, 3.0]},
-                 steps=20, seeds=2, hessian_every=10, progress=False, out=out)
+                 steps=20, seeds=2, hessian=Hessian(10), progress=False, out=out)
     return out
 
 

@@ -5,12 +5,13 @@ Public front (re-exported at the package top as ``dynsim.sweep``, ``dynsim.locat
 
 =====================  ===========================================================
 ``problem``            what runs: optimizer and landscape specs, import paths, fingerprints
-``plan``               grid parsing and validation
+``grid``               the one grid parser (:func:`parse_grid`: sweeps and training)
+``plan``               validation of a landscape sweep (:class:`Plan`)
 ``layout``             chunks and blocks
 ``platform``           per-platform defaults, XLA:CPU flags
-``execute``            the compiled, sharded chunk and point kernels
+``execute``            the compiled, sharded chunk and point kernels; the one compile cache and trace counter
 ``store``              the zarr store, progress logs, resume, careful reads
-``runner``             :func:`sweep`: plan → layout → store → chunks
+``runner``             :func:`sweep`; :func:`run_job`, the one runner (landscape plans and training jobs)
 ``optimum``            :func:`locate`: the optimum along an axis, refined (not named ``locate``: a
                        submodule of that name would shadow the function once imported)
 ``config``             TOML configs

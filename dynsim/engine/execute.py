@@ -13,6 +13,7 @@ overlaps computing. Donation does not apply: a chunk's inputs are the grid coord
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import sys
@@ -26,9 +27,10 @@ from dynsim.engine.batch import local_devices
 from dynsim.engine.layout import Layout
 from dynsim.engine.plan import Plan
 
-__all__ = ["chunk_kernel", "run_chunks", "run_points", "trace_count"]
+__all__ = ["chunk_kernel", "run_chunks", "run_points", "trace_count", "count_trace", "cached", "compiled",
+           "clear_cache", "Progress", "ProgressLog", "write_in_order"]
 
-_TRACES = {"n": 0}
+_TRACES: collections.Counter = collections.Counter()
 #: Seconds between progress lines when there is no progress bar (``logging``, logger ``dynsim.sweep``).
 LOG_EVERY = 60.0
 _log = logging.getLogger("dynsim.sweep")
@@ -51,9 +53,54 @@ class ProgressLog:
             return
         self.last = now
         rate = (self.done - self.start) / max(now - self.t0, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = max(self.total - self.done, 0) / rate if rate > 0 else float("inf")
         _log.info(f"{self.what}: {self.chunks:,}/{self.n_chunks:,} chunks, {self.done:,.0f}/{self.total:,} "
                   f"{self.unit}, {rate:.3g} {self.unit}/s, ETA {_clock(eta)}")
+
+
+class Progress:
+    """Progress of a run in whole units (points, model-steps): a tqdm bar, or else :class:`ProgressLog` lines.
+
+    ``update(n)`` adds ``n`` units, ``chunk_done()`` closes a chunk. With ``steps_per_unit``
+    the bar also shows unit-steps/s measured from the end of the first chunk (compilation
+    excluded). Counts are integers that never pass ``total``, so the bar's ETA is never negative.
+    """
+
+    def __init__(self, what: str, total: int, done: int, n_chunks: int, chunks_done: int, unit: str, *,
+                 bar: bool, steps_per_unit: int | None = None):
+        self.bar = self.log = None
+        self.steps_per_unit, self.pending, self.n_chunks_run = steps_per_unit, 0, 0
+        if bar:
+            from tqdm.auto import tqdm
+
+            # whole numbers while they are short; 12.3k beyond (a count, never a fraction)
+            self.bar = tqdm(total=total, initial=done, unit=unit, unit_scale=total >= 10_000, desc=what,
+                            file=sys.stderr, dynamic_ncols=True)
+        else:
+            self.log = ProgressLog(what, total, done, n_chunks, chunks_done, f"{unit}s")
+        self.t_first, self.n_first = time.perf_counter(), done
+
+    def update(self, n: int) -> None:
+        self.pending += int(n)
+        if self.bar is not None:
+            self.bar.update(int(n))
+
+    def chunk_done(self) -> None:
+        self.n_chunks_run += 1
+        if self.log is not None:
+            self.log.update(self.pending)
+        self.pending = 0
+        if self.bar is None or self.steps_per_unit is None:
+            return
+        if self.n_chunks_run == 1:
+            self.t_first, self.n_first = time.perf_counter(), self.bar.n
+        elif self.bar.n > self.n_first:
+            rate = (self.bar.n - self.n_first) * self.steps_per_unit / max(time.perf_counter() - self.t_first, 1e-9)
+            self.bar.set_postfix_str(f"{rate:.3g} {self.bar.unit}-steps/s", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _clock(s: float) -> str:
@@ -61,21 +108,66 @@ def _clock(s: float) -> str:
         return "unknown"
     s = int(round(s))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 _CACHE: dict = {}
-_CACHE_MAX = 32
+#: Programs and executables kept (oldest dropped first): a process sweeping many problems stays bounded.
+_CACHE_MAX = 64
 
 
-def trace_count() -> int:
-    """How many times a sweep kernel has been traced (= compiled) in this process."""
-    return _TRACES["n"]
+def trace_count(kind: str | None = None) -> int:
+    """How many programs (all, or of ``kind``) the engine has traced (= compiled) in this process.
+
+    Every compiled program of the library counts here, the sweep kernels and the training
+    programs alike (each calls :func:`count_trace` when traced).
+    """
+    return sum(_TRACES.values()) if kind is None else _TRACES[kind]
 
 
-def _cached(key, build):
+def count_trace(kind: str) -> None:
+    """Called by a program's Python body, which runs only when JAX traces (= compiles) it."""
+    _TRACES[kind] += 1
+
+
+def cached(key, build):
+    """``build()``, once per ``key`` in this process (the one cache of compiled programs)."""
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_MAX:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = build()
     return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every cached program and executable (tests count compilations from scratch)."""
+    _CACHE.clear()
+
+
+def compiled(kind: str, fn, *args):
+    """``(executable, seconds)``: ``fn`` compiled ahead of time for these argument shapes and shardings.
+
+    Once per process (``seconds`` is 0.0 when cached), with
+    :func:`dynsim.engine.platform.compiler_options` (on CPU, a scheduler that avoids an
+    XLA:CPU deadlock).
+    """
+    import jax
+
+    from dynsim.engine.platform import compiler_options
+
+    def aval(a):
+        dt = np.dtype(a.dtype).str if hasattr(a, "dtype") else np.asarray(a).dtype.str
+        return np.shape(a), dt, str(getattr(a, "sharding", None))
+
+    avals = jax.tree.map(aval, args)
+    is_aval = lambda x: isinstance(x, tuple) and len(x) == 3 and isinstance(x[2], str)  # noqa: E731
+    key = ("executable", kind, fn, jax.tree.structure(args), tuple(jax.tree.leaves(avals, is_leaf=is_aval)))
+    if key in _CACHE:
+        return _CACHE[key][0], 0.0
+    t0 = time.perf_counter()
+    exe = fn.lower(*args).compile(compiler_options())
+    seconds = time.perf_counter() - t0
+    cached(key, lambda: (exe, seconds))
+    return exe, seconds
 
 
 def _problem_key(plan: Plan):
@@ -119,13 +211,14 @@ def chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
                        "steps": plan.steps, "metrics": list(plan.metrics), "dtype": plan.dtype,
                        "options": _options(plan), "local": layout.local, "block": layout.block_points,
                        "n_devices": n_devices, "theta_dim": len(plan.theta0)}, sort_keys=True, default=str)
-    return _cached(("chunk", _problem_key(plan), spec), lambda: _build_chunk_kernel(plan, layout, n_devices))
+    return cached(("chunk", _problem_key(plan), spec), lambda: _build_chunk_kernel(plan, layout, n_devices))
 
 
 def _build_chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
 
     dims, shape = list(plan.dims), list(plan.shape)
     strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
@@ -147,7 +240,7 @@ def _build_chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
         return _run_metrics(plan, hyper, land, th0, steps=steps, metrics=metrics)
 
     def local_fn(coords, fixed, theta0, start, n_valid):
-        _TRACES["n"] += 1
+        count_trace("sweep")
         dev = jax.lax.axis_index("points")
         pos = jnp.arange(local, dtype=jnp.int32) + dev * local
         flat = start + jnp.minimum(pos, n_valid - 1)  # padding repeats the last valid point
@@ -183,40 +276,40 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
         start, n_valid, region = layout.chunk(i)
         return i, n_valid, region, fn(coords, fixed, theta0, jnp.int32(start), jnp.int32(n_valid))
 
-    bar = None
-    if progress and todo:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=plan.n_points, initial=done_points, unit="pt", unit_scale=True,
-                   desc=f"sweep {plan.optimizer.name}/{plan.landscape.name}", file=sys.stderr, dynamic_ncols=True)
-    plog = None if bar is not None or not todo else ProgressLog(
-        f"sweep {plan.optimizer.name}/{plan.landscape.name}", plan.n_points, done_points, layout.n_chunks,
-        layout.n_chunks - len(todo), "points")
-    t_first, pts_first, n_run = time.perf_counter(), 0, 0
-    pending = dispatch(todo[0]) if todo else None
-    k = 0
-    try:
+    def results():
+        pending = dispatch(todo[0]) if todo else None
+        k = 0
         while pending is not None:
             k += 1
-            nxt = dispatch(todo[k]) if k < len(todo) else None
+            nxt = dispatch(todo[k]) if k < len(todo) else None  # in flight while chunk i is written
             i, n_valid, region, res = pending
-            write(i, region, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics})
-            n_run += 1
-            if plog is not None:
-                plog.update(n_valid)
-            if bar is not None:
-                bar.update(n_valid)
-                if n_run == 1:
-                    t_first, pts_first = time.perf_counter(), bar.n
-                elif bar.n > pts_first:
-                    rate = (bar.n - pts_first) * plan.steps / max(time.perf_counter() - t_first, 1e-9)
-                    bar.set_postfix_str(f"{rate:.3g} point-steps/s", refresh=False)
+            yield i, region, n_valid, {m: np.asarray(res[m])[:n_valid] for m in plan.metrics}
             pending = nxt
+
+    what = f"sweep {plan.optimizer.name}/{plan.landscape.name}"
+    prog = None if not todo else Progress(what, plan.n_points, done_points, layout.n_chunks,
+                                          layout.n_chunks - len(todo), "point", bar=progress,
+                                          steps_per_unit=plan.steps)
+    return write_in_order(results(), write, prog, stop_after)
+
+
+def write_in_order(results, write: Callable, prog: Progress | None, stop_after: int | None) -> int:
+    """Write each ``(i, region, units, values)`` of ``results`` as it comes (``write(i, region,
+    values)``), count ``units`` on ``prog`` and close a chunk there; stop after ``stop_after``
+    chunks. Returns the number of chunks written."""
+    n_run = 0
+    try:
+        for i, region, units, values in results:
+            write(i, region, values)
+            n_run += 1
+            if prog is not None:
+                prog.update(units)
+                prog.chunk_done()
             if stop_after is not None and n_run >= stop_after:
                 break
     finally:
-        if bar is not None:
-            bar.close()
+        if prog is not None:
+            prog.close()
     return n_run
 
 
@@ -232,7 +325,8 @@ def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, wind
 
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
 
     dtype = dtype or plan.dtype
     ctx = jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
@@ -252,7 +346,7 @@ def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, wind
             mesh = Mesh(np.array(local_devices()), ("points",))
 
             def fn(vals, theta0):
-                _TRACES["n"] += 1
+                count_trace("sweep")
                 hyper, land = _hyper_values(plan, vals, theta0.dtype)
                 th0 = jnp.broadcast_to(theta0, (next(iter(vals.values())).shape[0],) + theta0.shape)
                 over = {} if tangent_steps is None else {"tangent_steps": int(tangent_steps)}
@@ -262,7 +356,7 @@ def run_points(plan: Plan, points: Mapping[str, np.ndarray], *, steps: int, wind
             return jax.jit(jax.shard_map(fn, mesh=mesh, in_specs=(P("points"), P()), out_specs=P("points"),
                                          check_vma=False))
 
-        fn = _cached(("points", _problem_key(plan), spec), build)
+        fn = cached(("points", _problem_key(plan), spec), build)
         jdt = jnp.dtype(dtype)
         vals = {}
         for k in names:

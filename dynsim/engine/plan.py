@@ -16,10 +16,12 @@ from typing import Any, Mapping
 import numpy as np
 
 from dynsim import metrics as _metrics
+from dynsim.checks import check_int
+from dynsim.engine.grid import parse_grid
 from dynsim.engine.problem import (LandscapeSpec, OptimizerSpec, fingerprint, resolve_landscape,
                                    resolve_optimizer)
 
-__all__ = ["Plan", "make_plan", "plan_from_config", "DEFAULT_THETA0", "as_axis", "jsonable"]
+__all__ = ["Plan", "make_plan", "plan_from_config", "DEFAULT_THETA0", "jsonable"]
 
 DEFAULT_THETA0 = {
     "quadratic": [1.0],  # Nakerst Fig. 2(a) starts at θ = 1
@@ -94,31 +96,6 @@ def jsonable(x):
     return x
 
 
-def as_axis(name: str, value) -> np.ndarray | float | bool:
-    """A grid entry: a 1-D float array (swept), a float (fixed) or a bool (static)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, str) or value is None or callable(value):
-        raise ValueError(f"grid[{name!r}]={value!r} is not numeric; a grid holds numbers or 1-D arrays "
-                         "of numbers (pass other arguments with functools.partial or a wrapper factory)")
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"grid[{name!r}]: {value!r} is not a number or a 1-D array of numbers") from None
-    if arr.ndim == 0:
-        v = float(arr)
-        if not math.isfinite(v):
-            raise ValueError(f"grid[{name!r}]={v} must be finite")
-        return v
-    if arr.ndim != 1:
-        raise ValueError(f"grid[{name!r}]: must be a scalar or a 1-D array, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"grid[{name!r}]: empty array; give at least one value")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"grid[{name!r}]: values must be finite")
-    return arr
-
-
 #: Upper bounds checked before anything is compiled: the step counter and the flat point
 #: index of the compiled program are int32.
 MAX_STEPS = 2**31 - 1
@@ -126,14 +103,7 @@ MAX_POINTS = 2**31 - 1
 
 
 def _check_steps(steps) -> int:
-    if isinstance(steps, bool):
-        raise ValueError(f"steps={steps!r} must be an integer")
-    try:
-        n = int(steps)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"steps={steps!r} must be an integer") from None
-    if n != steps or n < 1:
-        raise ValueError(f"steps={steps!r} must be an integer >= 1")
+    n = check_int("steps", steps)  # the one integer check: 100.0 is refused here as everywhere
     if n > MAX_STEPS:
         raise ValueError(f"steps={n:,} is more than a sweep can run ({MAX_STEPS:,}, the int32 step counter); "
                          "use fewer steps (metrics accumulate online: no trajectory is stored)")
@@ -197,18 +167,15 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
     opt = resolve_optimizer(optimizer)
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid must be a mapping of names to arrays or scalars, got {type(grid).__name__}")
-    if len(grid) == 0:
-        raise ValueError("grid: empty; give at least one hyperparameter array to sweep")
-    for name in grid:
-        if not isinstance(name, str):
-            raise ValueError(f"grid: keys must be names, got {name!r}")
+    parsed = parse_grid(grid)  # the one grid parser: axes, fixed numbers, static booleans
     steps = _check_steps(steps)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError("dtype='float64' needs jax_enable_x64 (dynsim --x64)")
     landscape_params = dict(landscape_params or {})
-    axes = {name: as_axis(name, value) for name, value in grid.items()}
+    axes = {name: (parsed.coords[name][1] if name in parsed.coords else parsed.fixed.get(name, parsed.static.get(name)))
+            for name in grid}
     # names the optimizer does not take are the landscape's: they tell a factory from a loss
     land = resolve_landscape(landscape, {**landscape_params, **{
         k: v for k, v in axes.items() if k not in opt.params and k != "k_eta"}})
@@ -218,10 +185,10 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
             raise ValueError(f"landscape_params: {land.name!r} has no parameter {k!r} "
                              f"(it takes {', '.join(land.params) or 'none'})")
 
-    dims: list[str] = []
-    coords: list[np.ndarray] = []
-    fixed: dict[str, float] = {}
-    static_hyper: dict[str, Any] = {}
+    dims: list[str] = list(parsed.dims)
+    coords: list[np.ndarray] = [parsed.coords[d][1] for d in dims]
+    fixed: dict[str, float] = dict(parsed.fixed)
+    static_hyper: dict[str, Any] = dict(parsed.static)
     land_swept: list[str] = []
     for name, v in axes.items():
         where = _route(name, opt, land, is_quadratic)
@@ -236,15 +203,12 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
                 raise ValueError(f"grid[{name!r}]: landscape parameter of {land.name!r} cannot vary per point; "
                                  "pass it in landscape_params")
             land_swept.append(name)
-        if isinstance(v, bool):
-            static_hyper[name] = v
-        elif isinstance(v, float):
-            fixed[name] = v
-        else:
-            dims.append(name)
-            coords.append(v)
-    if not dims:
-        raise ValueError("grid: no swept hyperparameter; give at least one 1-D array")
+    squeeze = []
+    if not dims:  # numbers only: ONE point, run as a 1-long axis of its first number, squeezed from the result
+        first = next((name for name in grid if name in fixed), None)
+        if first is None:
+            raise ValueError("grid: no number to run at; give hyperparameter values")
+        dims, coords, squeeze = [first], [np.array([fixed.pop(first)])], [first]
     check_points([len(c) for c in coords])
     if "k_eta" in grid and "learning_rate" in grid:
         raise ValueError("grid: give either 'k_eta' or 'learning_rate', not both")
@@ -320,6 +284,8 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
                                                   "unroll", "pack", "fit_every", "tangent_steps")},
         "chunk_size": None if chunk_size is None else int(chunk_size),
     }
+    if squeeze:  # only for one-point grids: other configs (and their stores) are unchanged
+        config["squeeze"] = squeeze
     if cfg.floor_eps is not None:
         config["options"]["floor_eps"] = float(cfg.floor_eps)
     if fp is not None:

@@ -25,7 +25,7 @@ __all__ = ["platform", "default_unroll", "default_block_size", "device_memory_by
 # XLA:CPU's default instruction scheduler ("concurrency optimised", a breadth-first order)
 # deadlocks some training programs on their first call: jaxlib 0.10.2, adam_sa with the
 # Hessian metric, 6+ models of 784-30-10 on 5000 images -- every thread then waits, none runs
-# (reproduced by tests/test_train_program.py::test_cpu_scheduler_guard). The depth-first
+# (reproduced by tests/test_training_device.py::test_cpu_scheduler_guard). The depth-first
 # "memory optimised" schedule runs it, and costs nothing measurable on the training bench
 # (results/bench/README.md). Passed per executable, so it holds however JAX was started.
 CPU_COMPILER_OPTIONS = {"xla_cpu_scheduler_type": "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"}

@@ -39,6 +39,7 @@ system must support ``flock`` (local disks, NFSv4, Lustre mounted with ``flock``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pathlib
 from typing import Any, Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from dynsim import metrics as _metrics
+from dynsim.checks import check_int
 from dynsim.engine import execute as _execute
 from dynsim.engine import layout as _layout
 from dynsim.engine import platform as _platform
@@ -54,7 +56,7 @@ from dynsim.engine.batch import local_devices
 from dynsim.engine.optimum import remember
 from dynsim.engine.plan import Plan, jsonable, make_plan
 
-__all__ = ["sweep", "run_plan", "estimate"]
+__all__ = ["sweep", "Job", "run_job", "run_plan", "check_devices", "estimate"]
 
 
 def sweep(
@@ -228,25 +230,58 @@ def _series_block_cap(plan: Plan, block: int) -> int:
 _SERIES_BUDGET = 256 * 2**20
 
 
+@dataclasses.dataclass
+class Job:
+    """What :func:`run_job` runs: a landscape plan (:func:`run_plan`) or a training job
+    (:mod:`dynsim.training.job`), cut into the chunks of ``layout``.
+
+    Attributes:
+      kind: ``"sweep"`` (landscape) or ``"train"``: a store of one kind is never resumed as the other.
+      config: canonical JSON-serialisable description; compared on resume.
+      layout: the chunks (:mod:`dynsim.engine.layout`).
+      grid_dims: the grid's dims (each chunk is a rectangular region of them).
+      coords: ``name -> (dims, values)`` for every coordinate.
+      variables: what is stored (:class:`dynsim.engine.store.Variable`, grid dims first).
+      attrs: provenance attributes of the result.
+      run: ``run(todo, write, progress, done, stop_after) -> chunks run``: runs the chunks
+        ``todo`` in order, calling ``write(i, region, {variable: (n_valid, ...)})`` as each
+        finishes; ``done`` is the number of grid points already stored, ``progress`` whether
+        to show a bar.
+    """
+
+    kind: str
+    config: dict
+    layout: _layout.Layout
+    grid_dims: list[str]
+    coords: Mapping[str, tuple[tuple[str, ...], np.ndarray]]
+    variables: list
+    attrs: dict
+    run: Callable
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod(self.layout.shape))
+
+
+def check_devices(devices) -> int:
+    """The number of local devices to use (default all); ValueError naming ``devices`` otherwise."""
+    n_all = len(local_devices())
+    if devices is None:
+        return n_all
+    n = check_int("devices", devices)
+    if n > n_all:
+        raise ValueError(f"devices={devices} must be between 1 and {n_all}")
+    return n
+
+
 def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=None, chunks=None,
              stop_after=None, source_text: str | None = None, source: Mapping | None = None,
              resume_only: bool = False):
-    """Run a validated :class:`~dynsim.engine.plan.Plan` (in memory, or into/from ``out``).
-
-    Raises:
-      StoreBusyError: another live process writes ``out`` (see the module docstring).
-      StoreWriteError: ``out`` cannot be written (disk full, read-only): an ``OSError``
-        whose message names the directory, the chunks stored and the resume command.
-    """
-    all_devs = local_devices()
-    n_dev = len(all_devs) if devices is None else int(devices)
-    if not 1 <= n_dev <= len(all_devs):
-        raise ValueError(f"devices={devices} must be between 1 and {len(all_devs)}")
+    """Run a validated :class:`~dynsim.engine.plan.Plan` (in memory, or into/from ``out``) by :func:`run_job`."""
+    n_dev = check_devices(devices)
     if block_size is None:
         block_size = _series_block_cap(plan, _platform.default_block_size())
-    if isinstance(block_size, bool) or int(block_size) < 1:
-        raise ValueError(f"block_size={block_size} must be >= 1")
-    block_size = max(8, int(block_size))
+    block_size = max(8, check_int("block_size", block_size))
     out = None if out is None else pathlib.Path(out)
     if plan.config["chunk_size"] is None:
         stored_cs = None
@@ -256,83 +291,124 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
         plan.config["chunk_size"] = stored_cs or _layout.default_chunk_size(
             plan.n_points, plan.steps, len(plan.theta0), len(plan.metrics), n_dev)
     layout = _layout.make_layout(plan.shape, plan.config["chunk_size"], n_dev, block_size)
-    layout_meta = {"axis": layout.axis, "block": layout.block, "n_chunks": layout.n_chunks}
-    attrs = _attrs(plan, n_dev)
     remember(plan)
 
+    def run(todo, write, progress, done, stop_after):
+        return _execute.run_chunks(plan, layout, n_dev, todo, write, progress=progress, done_points=done,
+                                   stop_after=stop_after)
+
+    job = Job(kind="sweep", config=plan.config, layout=layout, grid_dims=list(plan.dims),
+              coords={d: ((d,), c) for d, c in zip(plan.dims, plan.coords)},
+              variables=_store.metric_variables(plan.dims, plan.metrics, plan.dtype), attrs=_attrs(plan, n_dev),
+              run=run)
+    ds = run_job(job, out=out, progress=progress, chunks=chunks, stop_after=stop_after, source_text=source_text,
+                 source=source, resume_only=resume_only)
+    return _store.squeeze_point(ds, plan.config)
+
+
+def run_job(job: Job, *, out=None, progress=True, chunks=None, stop_after=None, source_text: str | None = None,
+            source: Mapping | None = None, resume_only: bool = False):
+    """Run (or resume) ``job`` in memory or into ``out``; return its ``xarray.Dataset`` (``attrs["complete"]``).
+
+    Prepares or resumes the store, runs the chunks not yet done (of ``chunks``, when given),
+    writes each as it finishes, and returns the result.
+
+    Raises:
+      StoreBusyError: another live process writes ``out`` (see the module docstring).
+      StoreWriteError: ``out`` cannot be written (disk full, read-only): an ``OSError``
+        whose message names the directory, the chunks stored and the resume command.
+    """
+    out = None if out is None else pathlib.Path(out)
+    layout_meta = {"axis": job.layout.axis, "block": job.layout.block, "n_chunks": job.layout.n_chunks}
+    n_chunks = job.layout.n_chunks
     if out is not None and resume_only and not (out / _store.CONFIG).exists():
-        _store.prepare(out, plan.config, layout_meta, resume_only=True)  # raises, saying what is there
-    lock = contextlib.nullcontext() if out is None else writing_store(
-        out, lock_key(chunks, layout.n_chunks), layout.n_chunks)
+        _store.prepare(out, job.config, layout_meta, resume_only=True)  # raises, saying what is there
+    lock = contextlib.nullcontext() if out is None else writing_store(out, lock_key(chunks, n_chunks), n_chunks)
     with lock:
-        return _run_locked(plan, layout, layout_meta, attrs, n_dev, out=out, progress=progress, chunks=chunks,
-                           stop_after=stop_after, source_text=source_text, source=source,
-                           resume_only=resume_only)
+        if out is None:
+            done, write = set(), _InMemory(job)
+        else:
+            done = _open_store(job, out, layout_meta, source=source, source_text=source_text,
+                               resume_only=resume_only)
+            import jax
 
-
-def _run_locked(plan, layout, layout_meta, attrs, n_dev, *, out, progress, chunks, stop_after, source_text,
-                source, resume_only):
-    import jax
-    import xarray as xr
-
-    done: set[int] = set()
-    if out is not None:
-        def check():
-            g = _store.open_group(out)
-            for m in plan.metrics:
-                if m not in g or tuple(g[m].shape) != plan.shape:
-                    raise _store.CorruptStoreError(f"result store {out} is corrupt: variable {m!r} is missing "
-                                                   "or has the wrong shape")
-            found = _store.read_done(out, layout.n_chunks)
-            _store.check_chunks(out, g, plan.metrics, len(found))
-            return found
-
-        def create():
-            meta = {"sweep": plan.config, "layout": layout_meta}
-            if source is not None:  # the TOML config as parsed (overrides applied): --resume rebuilds from it
-                meta["source"] = json.loads(json.dumps(jsonable(source)))
-            _store.create(out, {d: ((d,), c) for d, c in zip(plan.dims, plan.coords)}, plan.dims,
-                          _store.metric_variables(plan.dims, plan.metrics, plan.dtype), layout.zarr_chunks(),
-                          attrs, meta)
-
-        done = create_or_check(out, layout.n_chunks, lambda: _store.prepare(
-            out, plan.config, layout_meta, resume_only=resume_only, source_text=source_text), check, create)
-        write = _store.Writer(out, plan.metrics, jax.process_index() if jax.process_count() > 1 else None,
-                              layout.n_chunks)
-    else:
-        results = {m: np.full(plan.shape, False if m == "diverged" else np.nan,
-                              dtype=bool if m == "diverged" else plan.dtype) for m in plan.metrics}
-
-        def write(i, region, values):
-            rshape = tuple(s.stop - s.start for s in region)
-            for m, v in values.items():
-                results[m][region] = v.reshape(rshape)
-
-    todo = [i for i in range(layout.n_chunks) if i not in done]
-    if chunks is not None:
-        keep = set(range(layout.n_chunks)[chunks])
-        todo = [i for i in todo if i in keep]
-    try:
-        _execute.run_chunks(plan, layout, n_dev, todo, write, progress=progress,
-                            done_points=sum(layout.chunk(i)[1] for i in done), stop_after=stop_after)
-    finally:
-        if out is not None:
+            write = _store.Writer(out, [v.name for v in job.variables],
+                                  jax.process_index() if jax.process_count() > 1 else None, n_chunks)
+        todo = [i for i in range(n_chunks) if i not in done]
+        if chunks is not None:
+            keep = set(range(n_chunks)[chunks])
+            todo = [i for i in todo if i in keep]
+        try:
+            job.run(todo, write, progress, sum(job.layout.chunk(i)[1] for i in done), stop_after)
+        finally:
             write.close()
+    if out is None:
+        return write.dataset()
+    names = [v.name for v in job.variables]
+    _store.check_chunks(out, _store.open_group(out), names, len(_store.read_done(out, n_chunks)))
+    ds = _store.open_result(out)
+    return ds.load() if job.n_points <= (1 << 24) else ds
 
-    if out is not None:
-        done_now = _store.read_done(out, layout.n_chunks)
-        _store.check_chunks(out, _store.open_group(out), plan.metrics, len(done_now))
-        ds = _store.open_result(out)
-        if plan.n_points <= (1 << 24):
-            ds = ds.load()
+
+_KINDS = {"sweep": "a landscape sweep", "train": "a training sweep"}
+
+
+def _open_store(job: Job, out: pathlib.Path, layout_meta, *, source, source_text, resume_only) -> set[int]:
+    """Create ``out``'s store or check the one there; returns the chunks already done."""
+    if (out / _store.CONFIG).exists():
+        kind = _store.read_config(out).get("sweep", {}).get("kind", "sweep")
+        if kind != job.kind:
+            raise ValueError(f"out={str(out)!r} holds {_KINDS.get(kind, kind)}, not {_KINDS[job.kind]}; choose "
+                             "another directory. Nothing was changed.")
+    sizes = {k: len(v) for k, (d, v) in job.coords.items() if len(d) == 1 and d[0] == k}
+
+    def check():
+        g = _store.open_group(out)
+        for v in job.variables:
+            if v.name not in g or tuple(g[v.name].shape) != tuple(sizes[d] for d in v.dims):
+                raise _store.CorruptStoreError(f"result store {out} is corrupt: variable {v.name!r} is missing "
+                                               "or has the wrong shape")
+        found = _store.read_done(out, job.layout.n_chunks)
+        _store.check_chunks(out, g, [v.name for v in job.variables], len(found))
+        return found
+
+    def create():
+        meta = {"sweep": job.config, "layout": layout_meta}
+        if source is not None:  # the TOML config as parsed (overrides applied): --resume rebuilds from it
+            meta["source"] = json.loads(json.dumps(jsonable(source), default=str))
+        _store.create(out, job.coords, job.grid_dims, job.variables, job.layout.zarr_chunks(), job.attrs, meta)
+
+    return create_or_check(out, job.layout.n_chunks, lambda: _store.prepare(
+        out, job.config, layout_meta, resume_only=resume_only, source_text=source_text), check, create)
+
+
+class _InMemory:
+    """The runner's writer without a store: chunks fill arrays, :meth:`dataset` wraps them."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        sizes = {k: len(v) for k, (d, v) in job.coords.items() if len(d) == 1 and d[0] == k}
+        self.results = {v.name: np.full(tuple(sizes[d] for d in v.dims), v.fill, dtype=v.dtype)
+                        for v in job.variables}
+
+    def __call__(self, i, region, values):
+        rshape = tuple(s.stop - s.start for s in region)
+        for k, val in values.items():
+            val = np.asarray(val)
+            self.results[k][region] = val.reshape(rshape + val.shape[1:])
+
+    def close(self):
+        pass
+
+    def dataset(self):
+        import xarray as xr
+
+        job = self.job
+        ds = xr.Dataset({v.name: (v.dims, self.results[v.name], dict(v.attrs)) for v in job.variables},
+                        coords={k: (d, np.asarray(val)) for k, (d, val) in job.coords.items()},
+                        attrs=dict(job.attrs))
+        ds.attrs["complete"] = True
         return ds
-    ds = xr.Dataset(
-        {m: (plan.dims, v, {"description": _metrics.METRICS[m]}) for m, v in results.items()},
-        coords={d: c for d, c in zip(plan.dims, plan.coords)},
-        attrs=attrs,
-    )
-    ds.attrs["complete"] = True
-    return ds
 
 
 def store_bytes(plan: Plan) -> int:
@@ -354,8 +430,7 @@ def estimate(plan: Plan, *, devices=None, block_size=None, calibration_steps: in
     import dataclasses
     import time
 
-    all_devs = local_devices()
-    n_dev = len(all_devs) if devices is None else int(devices)
+    n_dev = check_devices(devices)
     block = max(8, int(block_size or _series_block_cap(plan, _platform.default_block_size())))
     cs = plan.config["chunk_size"] or _layout.default_chunk_size(plan.n_points, plan.steps, len(plan.theta0),
                                                                  len(plan.metrics), n_dev)

@@ -570,8 +570,31 @@ def open_result(out):
     except Exception as e:
         raise _corrupt(out, f"{STORE} cannot be read ({type(e).__name__}: {e})") from None
     ds = xr.Dataset(data_vars, coords=coords, attrs=attrs)
+    if meta["sweep"].get("kind") == "train" and "epoch" in ds.dims:
+        ds = _training_steps_layout(ds)
+    ds = squeeze_point(ds, meta["sweep"])
     n_chunks = meta.get("layout", {}).get("n_chunks")
     if n_chunks is not None:
         ds.attrs["complete"] = len(read_done(out, n_chunks)) == n_chunks
     return ds
 
+
+def _training_steps_layout(ds):
+    """A training store written before results had one time dimension (minibatch runs: dim
+    ``epoch``, ``epochs_to_*`` in epochs), read in today's layout: dim ``step`` with ``epoch``
+    a coordinate along it, ``steps_to_*`` in steps."""
+    ds = ds.swap_dims({"epoch": "step"})
+    per_epoch = ds.attrs["steps_per_epoch"]
+    for k in [k for k in ds.data_vars if k.startswith("epochs_to_")]:
+        new = "steps_to_" + k[len("epochs_to_"):]
+        ds[new] = ds[k] * per_epoch
+        ds[new].attrs = {"description": ds[k].attrs.get("description", "").replace("first epoch", "first step")}
+        ds = ds.drop_vars(k)
+    return ds
+
+
+def squeeze_point(ds, config: Mapping):
+    """A one-point grid (numbers only) ran along a 1-long axis of its first number: that axis
+    becomes a scalar coordinate, so the result has no grid dimension (``config["squeeze"]``)."""
+    names = [d for d in config.get("squeeze", ()) if d in ds.dims]
+    return ds.squeeze(names) if names else ds

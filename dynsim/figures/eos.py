@@ -1,7 +1,7 @@
 r"""Edge of stability under super-acceleration: sharpness against the exact threshold.
 
 ``eos-sa``
-    Full-batch training with :func:`dynsim.train` and ``hessian_every``: the sharpness
+    Full-batch training with :func:`dynsim.train` and ``hessian=Hessian(N)``: the sharpness
     (top eigenvalue of the training-loss Hessian at the look-ahead point Θ, where the rule
     takes its gradient) against each run's threshold
     :func:`dynsim.analysis.stability_threshold` ``= 2(1+μ)/(η(1+2σ))``, loss beside it.
@@ -16,19 +16,21 @@ r"""Edge of stability under super-acceleration: sharpness against the exact thre
     :func:`dynsim.analysis.preconditioned_stability_threshold` ``= 2(1+β₁)/(η(1−β₁)(1+2σ))``.
 
 Every panel runs through :func:`dynsim.train`. On CPU the CNN of panel (c) takes its
-host-stepped loop (``step_loop="auto"``: XLA:CPU runs convolutions inside loops an order of
-magnitude slower, see :mod:`dynsim.train_host`).
+host-stepped loop (``Placement(loop="auto")``: XLA:CPU runs convolutions inside loops an order of
+magnitude slower, see :mod:`dynsim.training.host`).
 
 ``quick=True`` runs each on a few hundred sklearn digits for smoke tests.
 """
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 
 import numpy as np
 
 from dynsim.figures import _io, register
+from dynsim.hessian import Hessian
 
 SIGMAS = (0.0, 0.9, 2.0, 4.0, 20.0)  # Nakerst Fig. 5 legend
 MOMENTUM = 0.9
@@ -238,9 +240,10 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
         pts += [{"learning_rate": eta, "momentum": MOMENTUM, "sigma": s} for s in SIGMAS]
     thr = lambda p: analysis.stability_threshold(p["learning_rate"], p["momentum"], p["sigma"])  # noqa: E731
     t0 = time.perf_counter()
+    hess = Hessian(every, k=3, iters=iters)
     common = dict(steps=steps, seeds=[0], train_subset=n_train, test_subset=100, eval_on=("train",),
-                  metrics_every=every, hessian_every=every, hessian_k=3, hessian_iters=iters, progress=not quick)
-    ds = train.train(net, mnist, "super_accelerated", pts, **common)
+                  metrics_every=every, hessian=hess, progress=not quick)
+    ds = train.train("super_accelerated", net, mnist, pts, **common)
     runs_all = _runs_from_train(ds, "?", pts, thr)
     for r in runs_all:
         r["panel"] = "a" if r["hp"]["learning_rate"] == ETA else "b"
@@ -249,7 +252,8 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
     theta_pts = [p for p in pts if p["learning_rate"] == ETA and p["sigma"] >= 2.0]
     theta_runs = []
     if not quick:
-        ds_t = train.train(net, mnist, "super_accelerated", theta_pts, **common, hessian_at="theta")
+        ds_t = train.train("super_accelerated", net, mnist, theta_pts,
+                           **{**common, "hessian": dataclasses.replace(hess, at="theta")})
         theta_runs = _runs_from_train(ds_t, "a(θ)", theta_pts, thr)
     t_theta = time.perf_counter() - t0 - t_mlp
     # (c) CNN on Fashion-MNIST, full batch
@@ -257,9 +261,9 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
                {"learning_rate": CNN_ETA, "momentum": MOMENTUM, "sigma": 0.0},
                {"learning_rate": CNN_ETA, "momentum": MOMENTUM, "sigma": 2.0}]
     t1 = time.perf_counter()
-    ds_c = train.train(cnn, fashion, "super_accelerated", cnn_pts, **{
+    ds_c = train.train("super_accelerated", cnn, fashion, cnn_pts, **{
         **common, "steps": cnn_steps, "train_subset": cnn_train, "metrics_every": cnn_every,
-        "hessian_every": cnn_every, "test_subset": min(100, len(fashion.x_test))})
+        "hessian": dataclasses.replace(hess, every=cnn_every), "test_subset": min(100, len(fashion.x_test))})
     cnn_runs = _runs_from_train(ds_c, "c", cnn_pts, thr)
     t_cnn = time.perf_counter() - t1
     elapsed = time.perf_counter() - t0
@@ -307,7 +311,7 @@ diagnostic {t_theta:.0f} s, CNN {t_cnn:.0f} s; shared machine, wall-clock).
 **What is measured.** Sharpness = top eigenvalue of the Hessian of the full-batch training loss,
 by Lanczos ({iters} Hessian-vector products, forward-over-reverse, full re-orthogonalisation;
 `dynsim.hessian`), every {every} steps inside the compiled training program (`dynsim.train(...,
-hessian_every={every}, hessian_k=3)`), at the **look-ahead point Θ = θ + σu** where the rule takes
+hessian=Hessian({every}, k=3))`), at the **look-ahead point Θ = θ + σu** where the rule takes
 its gradient — the linearised map's curvature, which is what the threshold bounds. The largest
 Lanczos residual bound over all records is {resid:.1e} of the eigenvalue{conv}. Threshold per run: `analysis.stability_threshold` = 2(1+μ)/(η(1+2σ)) (Jury's χ(−1) > 0;
 the other Jury conditions never bind for 0 ≤ μ < 1, σ ≥ 0). "Late phase" = the second half of each run.
@@ -319,8 +323,8 @@ deviation: Nakerst use all 60k; Cohen et al. 2021 use a 5k CIFAR-10 subset), {st
 GD reaches 2/η. (c) small ReLU CNN ({cnn.name}), softmax cross-entropy, flax default init, first
 {cnn_train} Fashion-MNIST training images, full batch, η = {CNN_ETA}, {cnn_steps} steps, GD / heavy ball /
 σ = 2 (fewer runs and steps than the MLP: a CNN step costs far more on a CPU). `dynsim.train` ran the
-CNN with `step_loop="{ds_c.attrs['step_loop']}"`, chunk_size {ds_c.attrs['chunk_size']} (on CPU: one compiled call per step, one model at a time;
-XLA:CPU runs convolutions inside loops, and vmapped ones, several times slower: `dynsim.train_host`).
+CNN with step loop `"{ds_c.attrs['step_loop']}"`, chunk_size {ds_c.attrs['chunk_size']} (on CPU: one compiled call per step, one model at a time;
+XLA:CPU runs convolutions inside loops, and vmapped ones, several times slower: `dynsim.training.host`).
 
 **Paper vs ours.**
 
@@ -429,9 +433,9 @@ def eos_adam_sa(out: pathlib.Path, quick: bool = False) -> None:
     thr = lambda p: analysis.preconditioned_stability_threshold(  # noqa: E731
         p["learning_rate"], p["b1"], p["sigma"], ema=True)
     t0 = time.perf_counter()
-    ds = train.train(net, mnist, "adam_sa", pts, steps=steps, seeds=[0], train_subset=n_train, test_subset=100,
-                     eval_on=("train",), metrics_every=every, hessian_every=every, hessian_k=1,
-                     hessian_iters=iters, progress=not quick)
+    ds = train.train("adam_sa", net, mnist, pts, steps=steps, seeds=[0], train_subset=n_train, test_subset=100,
+                     eval_on=("train",), metrics_every=every, hessian=Hessian(every, k=1, iters=iters),
+                     progress=not quick)
     elapsed = time.perf_counter() - t0
     runs = _runs_from_train(ds, "a", pts, thr, sharp_var="preconditioned_sharpness")
     for r in runs:

@@ -429,9 +429,9 @@ def _adam_sa_mnist(out: pathlib.Path, quick: bool, res) -> None:
     try:
         from dynsim import training as train_mod
 
-        ds = train_mod.train("nielsen_30", "mnist", "adam_sa", {"learning_rate": lrs, "sigma": sigmas},
+        ds = train_mod.train("adam_sa", "nielsen_30", "mnist", {"learning_rate": lrs, "sigma": sigmas},
                              steps=steps, metrics_every=every, seeds=1, progress=not quick, **sub)
-        base = train_mod.train("nielsen_30", "mnist", "super_accelerated",
+        base = train_mod.train("super_accelerated", "nielsen_30", "mnist",
                                {"learning_rate": 0.5, "momentum": G, "sigma": [0.9, 4.0]},
                                steps=steps, metrics_every=every, seeds=1, progress=not quick, **sub)
     except (FileNotFoundError, ImportError, ModuleNotFoundError) as e:  # no data / no flax: say so, keep the rest

@@ -1,6 +1,6 @@
 r"""Network-training reproductions: Nakerst Figs. 5-6, Wu et al. Tables 2-3.
 
-All four run :func:`dynsim.training.train` -- the same :mod:`dynsim.optim` rules as the
+All four run :func:`dynsim.train` -- the same :mod:`dynsim.optim` rules as the
 quadratic analysis, one compiled program per network, every optimizer/σ/seed of a
 figure vmapped together. Metrics are evaluated at the paper's parameters θ
 (``rule.to_paper``).
@@ -60,14 +60,13 @@ def _nakerst_points():
 
 def _long_csv(path, ds, labels, extra=None, variables=None):
     """One row per (config, seed, time) with every time-dependent variable."""
-    tdim = "step" if "step" in ds.dims else "epoch"
-    variables = variables or [v for v in ds.data_vars if tdim in ds[v].dims]
+    variables = variables or [v for v in ds.data_vars if "step" in ds[v].dims]
     cols = {k: [] for k in (list(extra or {}) + ["config", "label", "learning_rate", "momentum", "sigma",
                                                   "seed", "step", "epoch"] + variables)}
     for c in range(ds.sizes["config"]):
         for s in ds.seed.values:
             sub = ds.isel(config=c).sel(seed=s)
-            n = sub.sizes[tdim]
+            n = sub.sizes["step"]
             for k, v in (extra or {}).items():
                 cols[k] += [v] * n
             cols["config"] += [c] * n
@@ -112,7 +111,7 @@ def nakerst_fig5(out: pathlib.Path, quick: bool = False) -> None:
     t0 = time.perf_counter()
     for hidden in nets:
         net = models.nielsen_mlp(hidden, input_dim=input_dim)
-        r = train.train(net, ds_data, "super_accelerated", pts, steps=steps, seeds=seeds,
+        r = train.train("super_accelerated", net, ds_data, pts, steps=steps, seeds=seeds,
                         eval_on=("test",), progress=not quick)
         results[net.name] = r
         part = _long_csv(None, r, labels, extra={"network": net.name.split(" ")[0]})
@@ -265,7 +264,7 @@ def nakerst_fig6(out: pathlib.Path, quick: bool = False) -> None:
     seeds = [0, 1, 2]
     net = models.nielsen_mlp((30,), input_dim=input_dim)
     t0 = time.perf_counter()
-    r = train.train(net, ds_data, "super_accelerated", pts, epochs=epochs, batch_size=bs, seeds=seeds,
+    r = train.train("super_accelerated", net, ds_data, pts, epochs=epochs, batch_size=bs, seeds=seeds,
                     metrics_every=spe // per_epoch, eval_on=("test",), progress=not quick)
     elapsed = time.perf_counter() - t0
     cfg = {"dataset": name, "n_train": len(ds_data.x_train), "batch_size": bs, "steps_per_epoch": spe,
@@ -296,7 +295,7 @@ def nakerst_fig6(out: pathlib.Path, quick: bool = False) -> None:
     fig.savefig(out / "nakerst_fig6.png", dpi=120)
     plt.close(fig)
 
-    acc = r.test_accuracy
+    acc = r.test_accuracy.swap_dims(step="epoch")  # the tables below are per epoch
     marks = sorted({1, 5, 10, epochs} & set(range(1, epochs + 1)))
     in_epoch1 = [e for e in acc.epoch.values if 0 < e <= 1]
     rows = []
@@ -366,7 +365,7 @@ def _wu_runs(ds_data, net, rules, epochs, bs, seeds, progress, train_subset=None
 
     out = {}
     for label, (opt, hp) in rules.items():
-        out[label] = train.train(net, ds_data, opt, hp, epochs=epochs, batch_size=bs, seeds=seeds,
+        out[label] = train.train(opt, net, ds_data, hp, epochs=epochs, batch_size=bs, seeds=seeds,
                                  eval_on=("train", "test"), train_subset=train_subset, progress=progress)
     return out
 
@@ -381,7 +380,7 @@ def _wu_table(runs, thresholds, paper, metric):
     header = ["train acc.", "index"] + [f"{lab} {w}" for lab in runs for w in ("paper", "ours")]
     rows = []
     for th in thresholds:
-        at = {lab: train.at_threshold(r.isel(seed=0), th, metric) for lab, r in runs.items()}
+        at = {lab: train.at_threshold(r.isel(seed=0), th, metric, dim="epoch") for lab, r in runs.items()}
         for name, var in idx:
             row = [f"≥ {th:.0%}", name]
             for lab in runs:
@@ -427,7 +426,7 @@ def _csv_runs(runs):
                             "running_loss", "running_accuracy", "test_loss", "test_accuracy", "grad_norm")}
     for lab, r in runs.items():
         sub = r.isel(seed=0)
-        n = sub.sizes["epoch"]
+        n = sub.sizes["step"]
         cols["optimizer"] += [lab] * n
         for k in list(cols)[1:]:
             cols[k] += np.asarray(sub[k]).tolist()
@@ -443,7 +442,7 @@ def _wu_seed_spread(ds_data, net, r, mu, epochs, bs, thresholds, runs, quick):
     pts = [{"learning_rate": r, "momentum": 0.0, "sigma": 0.0},
            {"learning_rate": r, "momentum": mu, "sigma": 0.0},
            {"learning_rate": r, "momentum": mu, "sigma": mu}]
-    rob = train.train(net, ds_data, "super_accelerated", pts, epochs=epochs, batch_size=bs, seeds=seeds,
+    rob = train.train("super_accelerated", net, ds_data, pts, epochs=epochs, batch_size=bs, seeds=seeds,
                       eval_on=("train",), progress=not quick)
     rows, diffs = [], []
     for c, lab in enumerate(runs):
@@ -451,8 +450,8 @@ def _wu_seed_spread(ds_data, net, r, mu, epochs, bs, thresholds, runs, quick):
         diffs.append(float(np.nanmax(np.abs(sub.train_accuracy.sel(seed=0).values
                                             - runs[lab].train_accuracy.isel(seed=0).values))))
         for th in thresholds:
-            full = train.steps_to_threshold(sub, th, "train_accuracy").values
-            run_ = train.steps_to_threshold(sub, th, "running_accuracy").values
+            full = train.steps_to_threshold(sub, th, "train_accuracy", dim="epoch").values
+            run_ = train.steps_to_threshold(sub, th, "running_accuracy", dim="epoch").values
             fmt = lambda v: ", ".join("–" if not np.isfinite(x) else f"{x:g}" for x in v)  # noqa: E731
             rows.append([lab, f"≥ {th:.0%}", fmt(full), fmt(run_)])
     note = (f"The same three optimizers written as `super_accelerated` with (μ, σ) = (0, 0), ({mu}, 0), "

@@ -531,7 +531,7 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
 
     # ---- grids with the shared training engine (same data as the tuner: a test checks the engines agree)
     def grid_loss(grid):
-        res = train_mod.train(model, vds, "super_accelerated", grid, steps=horizon, metrics_every=horizon,
+        res = train_mod.train("super_accelerated", model, vds, grid, steps=horizon, metrics_every=horizon,
                               eval_on=("test",), seeds=seeds, train_subset=dcfg["n_train"], progress=not quick)
         return res["test_loss"].isel(step=-1)
 

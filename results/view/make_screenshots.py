@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import dynsim  # noqa: E402
 from dynsim import data, models  # noqa: E402
 from dynsim.engine.config import write_located  # noqa: E402
+from dynsim.hessian import Hessian  # noqa: E402
 
 
 def fig1_store(out: pathlib.Path) -> pathlib.Path:
@@ -43,9 +44,9 @@ def fig1_store(out: pathlib.Path) -> pathlib.Path:
 def train_store(out: pathlib.Path) -> pathlib.Path:
     if (out / "config.json").exists():
         return out
-    dynsim.train(models.nielsen_mlp((30,), input_dim=64), data.load("digits"), "super_accelerated",
+    dynsim.train("super_accelerated", models.nielsen_mlp((30,), input_dim=64), data.load("digits"),
                  {"learning_rate": np.geomspace(0.1, 3.0, 5).tolist(), "momentum": 0.9, "sigma": [0.0, 1.0, 2.0, 4.0]},
-                 steps=300, seeds=3, hessian_every=25, progress=False, out=out)
+                 steps=300, seeds=3, hessian=Hessian(25), progress=False, out=out)
     return out
 
 

@@ -1,4 +1,4 @@
-r"""``dynsim bench``: sweep throughput on this machine, against vectorised numpy in-process.
+r"""``dynsim bench``: landscape-sweep throughput on this machine, against vectorised numpy in-process.
 
 The workload is the σ* sweep of Nakerst Fig. 1: super-acceleration (eq. 4) on
 ``L = kθ²/2`` over a ``(kη, μ, σ)`` grid, float32, with the online metrics the σ* search
@@ -29,22 +29,21 @@ of one map step, counted by XLA's cost analysis) over that.
 ``optax.adam`` swept over (learning rate, β₁); it is timed next to the obvious per-point
 Python loop of optax (a jitted ``update`` called step by step for each point).
 
-``dynsim bench --train`` calls :func:`dynsim.training.benchmark` instead.
+``dynsim bench --train`` runs :func:`dynsim.bench.training.benchmark` instead.
 """
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
-import pathlib
 import platform
 import time
 
 import numpy as np
 
-__all__ = ["numpy_reference", "sweep_grid", "run", "fma_ceiling", "step_flops", "user_code", "write", "matmul_rate",
-           "device_times"]
+from dynsim.bench.machine import device_times, load_average
+
+__all__ = ["SIGMA_STAR_METRICS", "numpy_reference", "sweep_grid", "run", "fma_ceiling", "step_flops", "user_code"]
 
 SIGMA_STAR_METRICS = ("rate", "rho", "timescale", "diverged")
 
@@ -135,13 +134,6 @@ def numpy_reference(k_eta, momentum, sigma, steps: int, every: int = 32, window:
         }
 
 
-def _load() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except (OSError, AttributeError):  # pragma: no cover
-        return None
-
-
 def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: int = 1024,
         progress: bool = True) -> dict:
     """Time the σ* sweep (JAX) and the numpy reference; return the result dict."""
@@ -157,7 +149,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     say = print if progress else (lambda *a, **k: None)
     devs = jax.devices()
     say(f"dynsim bench: {n:,} points x {steps} steps on {len(devs)} x {devs[0].device_kind}, "
-        f"{repeats} repeats (load average {_load()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
+        f"{repeats} repeats (load average {load_average()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
 
     def jax_once(metrics, steps_, **kw):
         t0, c0 = time.perf_counter(), time.process_time()
@@ -169,7 +161,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     out: dict = {
         "device": f"{len(devs)} x {devs[0].device_kind} ({devs[0].platform})",
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_average_1min_start": _load()},
+                    "load_average_1min_start": load_average()},
         "jax_version": jax.__version__,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "dynsim_version": dynsim.__version__,
@@ -240,7 +232,8 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     out["ratio_jax_over_numpy_per_cpu_s"] = (out["sigma_star_metrics"]["point_steps_per_cpu_s"]
                                              / out["numpy_reference"]["point_steps_per_cpu_s"])
     from dynsim.engine import layout as _layout
-    from dynsim.engine import local_devices, platform as _platform
+    from dynsim.engine import local_devices
+    from dynsim.engine import platform as _platform
 
     lay = _layout.make_layout(tuple(len(v) for v in grid.values()),
                               _layout.default_chunk_size(n, steps, 1, len(SIGMA_STAR_METRICS), len(local_devices())),
@@ -258,25 +251,13 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
     out["user_code_optax_adam"] = uc
     say(f"  user loss + optax.adam: {uc['point_steps_per_s']:.3g} point-steps/s; per-point optax loop "
         f"{uc['python_loop']['point_steps_per_s']:.3g} -> {uc['ratio_engine_over_loop']:.0f}x")
-    out["machine"]["load_average_1min_end"] = _load()
+    out["machine"]["load_average_1min_end"] = load_average()
     say(f"  numpy reference (same grid, {ref_steps} steps): {ref_rate:.3g} point-steps/s "
         f"({out['numpy_reference']['point_steps_per_cpu_s']:.3g} per CPU-second) "
         f"(rates agree with JAX to {agree:.2g})")
     say(f"  ratio jax / numpy: {ratio:.1f}x wall-clock "
         f"({out['ratio_jax_over_numpy_per_cpu_s']:.1f}x per CPU-second; numpy is single-threaded)")
     return out
-
-
-def write(path, result) -> None:
-    """Write a result dict as JSON to ``path`` (a file; its folder is created)."""
-    if path is None:
-        return
-    p = pathlib.Path(path)
-    if p.exists() and p.is_dir():
-        raise ValueError(f"--out {p}: is a directory; give a file name")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"wrote {p}")
 
 
 def fma_ceiling(block_points: int, n_devices: int | None = None, iters: int = 2048, repeats: int = 5) -> dict:
@@ -290,7 +271,8 @@ def fma_ceiling(block_points: int, n_devices: int | None = None, iters: int = 20
     """
     import jax
     import jax.numpy as jnp
-    from jax.sharding import Mesh, PartitionSpec as P
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
 
     from dynsim.engine import local_devices
 
@@ -319,27 +301,6 @@ def fma_ceiling(block_points: int, n_devices: int | None = None, iters: int = 20
     # a ceiling is what the machine does at best: the fastest repeat (the median is kept too)
     return {"flops_per_s": flops / float(np.min(times)), "flops_per_s_median": flops / float(np.median(times)),
             "block_points": block_points, "devices": len(devs), "chains": chains, "iters": iters, "times_s": times}
-
-
-def device_times(call, repeats: int) -> list[float]:
-    """Seconds of ``repeats`` calls of ``call()`` (each waited for), after one warm-up call."""
-    call().block_until_ready()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call().block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def matmul_rate(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an ``n × n`` float32 matmul on the default device: the device's measured rate (best repeat)."""
-    import jax
-    import jax.numpy as jnp
-
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    return 2.0 * n**3 / float(np.min(device_times(lambda: f(a), repeats)))
 
 
 def step_flops() -> float:

@@ -1,4 +1,4 @@
-"""Tests of dynsim.train_program beyond what test_training exercises through dynsim.train."""
+"""dynsim.training.device: the device program on XLA:CPU (its scheduler guard)."""
 import subprocess
 import sys
 import textwrap
@@ -15,15 +15,16 @@ from tests import processes
 _SCRIPT = textwrap.dedent("""
     import numpy as np
     from dynsim import data, models, training
+    from dynsim.hessian import Hessian
     rng = np.random.default_rng(0)
     n = 5000
     ds = data.Dataset(rng.random((n, 28, 28, 1), np.float32), rng.integers(0, 10, n).astype(np.int32),
                       rng.random((100, 28, 28, 1), np.float32), rng.integers(0, 10, 100).astype(np.int32),
                       "random", 10)
-    out = training.train(models.nielsen_mlp((30,)), ds, "adam_sa",
+    out = training.train("adam_sa", models.nielsen_mlp((30,)), ds,
                          {"learning_rate": 1e-2, "sigma": np.linspace(0.0, 4.0, 6)}, steps=10,
-                         metrics_every=10, eval_on=("train",), hessian_every=10, hessian_k=1,
-                         hessian_iters=20, chunk_size=6, progress=False)
+                         metrics_every=10, eval_on=("train",), hessian=Hessian(10, k=1, iters=20),
+                         placement=training.Placement(chunk_size=6), progress=False)
     print("sharpness", np.isfinite(out.sharpness.values).sum())
 """)
 

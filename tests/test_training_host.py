@@ -1,10 +1,11 @@
-"""dynsim.train_host: the host-stepped loop gives the compiled loop's numbers."""
+"""dynsim.training.host: the host-stepped loop gives the device loop's numbers."""
 import jax
 import numpy as np
-import pytest
 
-from dynsim import data, models, train_program
+from dynsim import models
 from dynsim import training as train
+from dynsim.hessian import Hessian
+from dynsim.training import Placement, kernel
 
 jax.config.update("jax_enable_x64", True)
 
@@ -13,16 +14,10 @@ CURVES = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "grad_no
 HESSIAN = ("sharpness", "hessian_eigenvalues", "preconditioned_sharpness")
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    d = data.load("digits")
-    return d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])
-
-
 def _both(net, tiny, optimizer, grid, **kw):
     kw = dict(seeds=2, progress=False, dtype="float64", **kw)
-    a = train.train(net, tiny, optimizer, grid, step_loop="device", **kw)
-    b = train.train(net, tiny, optimizer, grid, step_loop="host", **kw)
+    a = train.train(optimizer, net, tiny, grid, placement=Placement(loop="device"), **kw)
+    b = train.train(optimizer, net, tiny, grid, placement=Placement(loop="host"), **kw)
     assert (a.attrs["step_loop"], b.attrs["step_loop"]) == ("device", "host")
     return a, b
 
@@ -42,7 +37,7 @@ def _assert_equal(a, b, hessian_rtol, rtol=0.0):
 
 def test_full_batch_adam_sa_with_hessian(tiny):
     a, b = _both(models.nielsen_mlp((6,), input_dim=64), tiny, "adam_sa", {"learning_rate": 0.01, "sigma": [0.0, 2.0]},
-                 steps=6, metrics_every=2, hessian_every=4, hessian_k=2, hessian_iters=6)
+                 steps=6, metrics_every=2, hessian=Hessian(4, k=2, iters=6))
     assert np.isfinite(a.sharpness.values).sum() == 2 * 2 * 2  # steps 0 and 4, not 2 and 6
     assert np.isfinite(a.preconditioned_sharpness.values).sum() == 2 * 2  # no preconditioner at step 0
     _assert_equal(a, b, 1e-12)
@@ -52,7 +47,7 @@ def test_minibatch_super_accelerated(tiny):
     a, b = _both(models.nielsen_mlp((6,), input_dim=64), tiny, "super_accelerated",
                  {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 2.0]}, epochs=2, batch_size=20,
                  metrics_every=3)
-    assert a.sizes["epoch"] == 1 + 2 * 2
+    assert a.sizes["step"] == 1 + 2 * 2
     _assert_equal(a, b, 0)
 
 
@@ -65,15 +60,15 @@ def test_divergence_is_flagged_alike(tiny):
 
 def test_cnn_defaults_to_the_host_loop_on_cpu_and_equals_the_device_loop(tiny):
     net = models.cnn((3,), (5,))
-    assert train_program.has_convolution(net, (8, 8, 1), "float32")
-    assert not train_program.has_convolution(models.nielsen_mlp((6,), input_dim=64), (8, 8, 1), "float32")
+    assert kernel.has_convolution(net, (8, 8, 1), "float32")
+    assert not kernel.has_convolution(models.nielsen_mlp((6,), input_dim=64), (8, 8, 1), "float32")
     grid = {"learning_rate": 0.1, "momentum": 0.9, "sigma": [0.0, 2.0]}
-    auto = train.train(net, tiny, "super_accelerated", grid, steps=3, progress=False, dtype="float64", seeds=2,
-                       hessian_every=3, hessian_iters=4)
+    auto = train.train("super_accelerated", net, tiny, grid, steps=3, progress=False, dtype="float64", seeds=2,
+                       hessian=Hessian(3, iters=4))
     assert auto.attrs["step_loop"] == "host"
-    a, b = _both(net, tiny, "super_accelerated", grid, steps=3, hessian_every=3, hessian_iters=4)
+    a, b = _both(net, tiny, "super_accelerated", grid, steps=3, hessian=Hessian(3, iters=4))
     _assert_equal(a, b, 1e-10, rtol=1e-13)  # 1 ulp in grad_norm seen (float64)
     _assert_equal(auto, b, 0)
-    mlp = train.train(models.nielsen_mlp((6,), input_dim=64), tiny, "super_accelerated", grid, steps=1,
+    mlp = train.train("super_accelerated", models.nielsen_mlp((6,), input_dim=64), tiny, grid, steps=1,
                       progress=False)
     assert mlp.attrs["step_loop"] == "device"
