@@ -12,8 +12,6 @@ import os
 import sys
 
 
-
-
 class UsageError(ValueError):
     """A bad argument; printed as one line, exit status 2."""
 
@@ -131,6 +129,7 @@ def _restart_from_source(out):
     import json
     import pathlib
     import shlex
+
     import tomllib
 
     from dynsim.engine import config, store
@@ -155,7 +154,7 @@ def _restart_from_source(out):
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--resume {out}: {store.SOURCE} is not valid TOML ({e})") from None
     for item in first.set:
-        config._apply_set(cfg, item)
+        config.apply_set(cfg, item)
     folder = str(pathlib.Path(where["config"]).parent) if "config" in where else None
     cfg["import_paths"] = [*([folder] if folder else []), *cfg.get("import_paths", [])]
     return cfg, text, first.chunk_size, where.get("cwd")

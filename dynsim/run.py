@@ -19,7 +19,8 @@ import optax
 from dynsim import hessian as _hessian
 from dynsim.checks import check_int
 from dynsim.landscapes import Landscape
-from dynsim.optim import Rule, lookahead_momentum
+from dynsim.optim import Rule
+from dynsim.optim.spec import as_rule, resolve_optimizer
 
 PyTree = Any
 
@@ -102,23 +103,6 @@ class Trajectory(NamedTuple):
     hessian: HessianTrace | None = None
 
 
-def as_rule(optimizer) -> Rule:
-    """Accept a :class:`dynsim.optim.Rule` or any optax transformation.
-
-    A plain optax transformation has no look-ahead, so its paper coordinates are its
-    parameters: it is wrapped as a direction piece with ``μ = σ = 0``.
-    """
-    if isinstance(optimizer, Rule):
-        return optimizer
-    if isinstance(optimizer, optax.GradientTransformation) or (
-        hasattr(optimizer, "init") and hasattr(optimizer, "update")
-    ):
-        return lookahead_momentum(optimizer, 0.0, 0.0, name=type(optimizer).__name__)
-    raise ValueError(
-        f"optimizer={optimizer!r} must be a dynsim.optim rule or an optax GradientTransformation"
-    )
-
-
 def _is_built(optimizer) -> bool:
     return isinstance(optimizer, (Rule, optax.GradientTransformation)) or (
         hasattr(optimizer, "init") and hasattr(optimizer, "update"))
@@ -130,7 +114,7 @@ def build_rule(optimizer, hyper: Mapping[str, Any] | None = None) -> Rule:
     ``optimizer`` is a built rule or optax transformation (``hyper`` must then be ``None``), or
     a rule name (``"super_accelerated"``), a :mod:`dynsim.optim` factory, an optax factory
     (``optax.adam``) or an import path (``"optax:adam"``), called with ``**hyper``. Names are
-    resolved by the sweep engine's resolver (:func:`dynsim.engine.problem.resolve_optimizer`),
+    resolved by the one resolver (:func:`dynsim.optim.spec.resolve_optimizer`),
     so every entry point reads them alike. ``hyper`` values may be traced arrays (``jax.grad``
     with respect to η goes through).
     """
@@ -141,10 +125,6 @@ def build_rule(optimizer, hyper: Mapping[str, Any] | None = None) -> Rule:
         return as_rule(optimizer)
     if hyper is not None and not isinstance(hyper, Mapping):
         raise ValueError(f"hyper={hyper!r} must be a mapping of hyperparameter names to values")
-    # the one resolver of optimizer names (the engine's); imported here, at call time, so that
-    # simulate does not load the engine for a built rule
-    from dynsim.engine.problem import resolve_optimizer
-
     spec = resolve_optimizer(optimizer)
     hyper = dict(hyper or {})
     unknown = sorted(k for k in hyper if not spec.accepts(k))

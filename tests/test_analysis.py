@@ -94,7 +94,8 @@ def test_regimes_and_stability_interval(rng):
     assert np.all(inside == (rho < 1 - 1e-12) | (np.abs(rho - 1) < 1e-9))
     assert int(analysis.regime(0.01, 0.9, 9.0)) == 1
     assert np.isinf(analysis.timescale(0.01, 0.9, -100.0))
-    np.testing.assert_allclose(analysis.timescale(0.01, 0.9, 1.0), -1 / np.log(analysis.spectral_radius(0.01, 0.9, 1.0)))
+    rho = analysis.spectral_radius(0.01, 0.9, 1.0)
+    np.testing.assert_allclose(analysis.timescale(0.01, 0.9, 1.0), -1 / np.log(rho))
 
 
 def test_n_dim_rate_is_worst_mode(rng):

@@ -16,7 +16,8 @@ import dynsim
 PKG = pathlib.Path(dynsim.__file__).parent
 
 LAYERS = [
-    ("tools", ["dynsim.checks", "dynsim.numerics", "dynsim.provenance", "dynsim.labelled", "dynsim.hessian"]),
+    ("tools", ["dynsim.checks", "dynsim.numerics", "dynsim.provenance", "dynsim.labelled", "dynsim.hessian",
+               "dynsim.imports"]),
     ("rules", ["dynsim.optim"]),
     ("landscapes", ["dynsim.landscapes"]),
     ("simulate", ["dynsim.run"]),

@@ -204,7 +204,6 @@ def test_simulate_bad_optimizer_forms(args, match):
         dynsim.simulate(args["optimizer"], MOVED, jnp.zeros(2), 5, hyper=args["hyper"])
 
 
-@pytest.mark.xfail(strict=True, reason="all-scalar grid: training branch")
 def test_one_point_all_scalar_sweep_equals_simulate():
     ds = dynsim.sweep("super_accelerated", MOVED, HYPER, 200, ["final_loss", "final_distance"], theta0=[0.0, 0.0],
                       dtype="float64", progress=False)

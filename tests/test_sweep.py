@@ -228,7 +228,8 @@ def test_locate_flags_edges():
         (dict(landscape="himmelblau"), "landscape"),
         (dict(metrics=["speed"]), "metrics"),
         (dict(grid={"k_eta": np.array([-0.1, 0.1]), "momentum": 0.9, "sigma": 1.0}), r"grid\['k_eta'\]"),
-        (dict(grid={"learning_rate": np.array([0.1, -0.1]), "momentum": 0.9, "sigma": 1.0}), r"grid\['learning_rate'\]"),
+        (dict(grid={"learning_rate": np.array([0.1, -0.1]), "momentum": 0.9, "sigma": 1.0}),
+         r"grid\['learning_rate'\]"),
         (dict(grid={}), "grid"),
         (dict(grid={"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}), None),  # numbers only: one point
         (dict(steps=100.0), "steps=100.0 must be an integer"),
@@ -335,7 +336,8 @@ import os, sys
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + sys.argv[1]
 import numpy as np
 from dynsim import engine as sw
-grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]), "sigma": np.linspace(-60, 40, 101)}
+grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]),
+        "sigma": np.linspace(-60, 40, 101)}
 ds = sw.sweep("super_accelerated", "quadratic", grid, 1024, progress=False)
 np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
 """

@@ -5,7 +5,7 @@ import pytest
 
 import dynsim
 from dynsim import cli, data
-from dynsim.engine.problem import resolve_optimizer
+from dynsim.optim.spec import resolve_optimizer
 from dynsim.training import problem
 
 CONFIG = processes.TRAIN_CONFIG

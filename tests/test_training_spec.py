@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dynsim import data, models
-from dynsim.engine.problem import resolve_optimizer
 from dynsim.hessian import Hessian
+from dynsim.optim.spec import resolve_optimizer
 from dynsim.training import device, kernel
 from dynsim.training import spec as spec_mod
 

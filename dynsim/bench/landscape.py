@@ -134,6 +134,42 @@ def numpy_reference(k_eta, momentum, sigma, steps: int, every: int = 32, window:
         }
 
 
+def _time_numpy_reference(grid, ref_steps: int, repeats: int) -> dict:
+    """The numpy reference on the same grid, timed; first checked to compute the sweep's rates.
+
+    Fewer steps than the sweep: its cost per point-step does not depend on the step count.
+    """
+    from dynsim import engine as sw
+
+    n = int(np.prod([len(v) for v in grid.values()]))
+    KE, MU, SG = np.meshgrid(grid["k_eta"], grid["momentum"], grid["sigma"], indexing="ij")
+    ds_small = sw.sweep("super_accelerated", "quadratic", grid, ref_steps, list(SIGMA_STAR_METRICS),
+                        progress=False)
+    ref = numpy_reference(KE, MU, SG, ref_steps)
+    a = ds_small.rate.values.ravel()
+    b = ref["rate"]
+    both = np.isfinite(a) & np.isfinite(b) & ~ref["diverged"]
+    agree = float(np.max(np.abs(a[both] - b[both]))) if np.any(both) else float("nan")
+    ref_times, ref_cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        numpy_reference(KE, MU, SG, ref_steps)
+        ref_times.append(time.perf_counter() - t0)
+        ref_cpu.append(time.process_time() - c0)
+    ref_med = float(np.median(ref_times))
+    return {
+        "points": n,
+        "steps": ref_steps,
+        "times_s": ref_times,
+        "cpu_times_s": ref_cpu,
+        "median_s": ref_med,
+        "point_steps_per_s": n * ref_steps / ref_med,
+        "point_steps_per_cpu_s": n * ref_steps / float(np.median(ref_cpu)),
+        "threads": 1,
+        "max_abs_rate_difference_vs_jax": agree,
+    }
+
+
 def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: int = 1024,
         progress: bool = True) -> dict:
     """Time the σ* sweep (JAX) and the numpy reference; return the result dict."""
@@ -196,37 +232,10 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
         say(f"  jax sweep [{label}]: median {med:.3f} s -> {n * steps / med:.3g} point-steps/s "
             f"({n * steps / float(np.median(cpu)):.3g} per CPU-second; first call incl. compile {t_first:.2f} s)")
 
-    # numpy reference: the same grid, fewer steps (its cost per point-step does not depend
-    # on the step count); first check that it computes the same rates.
     ref_steps = min(ref_steps, steps)
-    ref_n = n
-    KE, MU, SG = np.meshgrid(grid["k_eta"], grid["momentum"], grid["sigma"], indexing="ij")
-    ds_small = sw.sweep("super_accelerated", "quadratic", grid, ref_steps, list(SIGMA_STAR_METRICS),
-                        progress=False)
-    ref = numpy_reference(KE, MU, SG, ref_steps)
-    a = ds_small.rate.values.ravel()
-    b = ref["rate"]
-    both = np.isfinite(a) & np.isfinite(b) & ~ref["diverged"]
-    agree = float(np.max(np.abs(a[both] - b[both]))) if np.any(both) else float("nan")
-    ref_times, ref_cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        numpy_reference(KE, MU, SG, ref_steps)
-        ref_times.append(time.perf_counter() - t0)
-        ref_cpu.append(time.process_time() - c0)
-    ref_med = float(np.median(ref_times))
-    ref_rate = ref_n * ref_steps / ref_med
-    out["numpy_reference"] = {
-        "points": ref_n,
-        "steps": ref_steps,
-        "times_s": ref_times,
-        "cpu_times_s": ref_cpu,
-        "median_s": ref_med,
-        "point_steps_per_s": ref_rate,
-        "point_steps_per_cpu_s": ref_n * ref_steps / float(np.median(ref_cpu)),
-        "threads": 1,
-        "max_abs_rate_difference_vs_jax": agree,
-    }
+    out["numpy_reference"] = _time_numpy_reference(grid, ref_steps, repeats)
+    ref_rate = out["numpy_reference"]["point_steps_per_s"]
+    agree = out["numpy_reference"]["max_abs_rate_difference_vs_jax"]
     ratio = out["sigma_star_metrics"]["point_steps_per_s"] / ref_rate
     out["ratio_jax_over_numpy"] = ratio
     out["ratio_jax_over_numpy_per_cpu_s"] = (out["sigma_star_metrics"]["point_steps_per_cpu_s"]

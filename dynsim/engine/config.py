@@ -21,12 +21,13 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from dynsim.engine import platform as _platform
-from dynsim.metrics import METRIC_OPTIONS, MetricConfig
 from dynsim.engine.optimum import locate
 from dynsim.engine.plan import MAX_POINTS, make_plan
 from dynsim.engine.runner import estimate, run_plan
+from dynsim.metrics import METRIC_OPTIONS, MetricConfig
 
-__all__ = ["load_config", "run_config", "estimate_config", "expand_axis", "config_from_stored", "write_located"]
+__all__ = ["load_config", "apply_set", "run_config", "estimate_config", "expand_axis", "config_from_stored",
+           "write_located"]
 
 
 def expand_axis(name, value):
@@ -81,7 +82,8 @@ def _parse_value(text: str):
         return text  # a bare string
 
 
-def _apply_set(cfg: dict, item: str) -> None:
+def apply_set(cfg: dict, item: str) -> None:
+    """Apply one ``--set KEY=VALUE`` override to a config (``KEY`` dotted into tables; ``VALUE`` TOML)."""
     if "=" not in item:
         raise ValueError(f"--set {item!r}: expected KEY=VALUE")
     key, text = item.split("=", 1)
@@ -111,10 +113,11 @@ def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> tupl
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config {path}: invalid TOML ({e})") from None
     for item in overrides:
-        _apply_set(cfg, item)
+        apply_set(cfg, item)
     unknown = set(cfg) - _TOP_KEYS
     if unknown:
-        raise ValueError(f"config {path}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_TOP_KEYS))}")
+        raise ValueError(f"config {path}: unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"expected {', '.join(sorted(_TOP_KEYS))}")
     training = "problem" in cfg
     if training:
         if not isinstance(cfg["problem"], Mapping):

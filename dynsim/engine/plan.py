@@ -18,8 +18,8 @@ import numpy as np
 from dynsim import metrics as _metrics
 from dynsim.checks import check_int
 from dynsim.engine.grid import parse_grid
-from dynsim.engine.problem import (LandscapeSpec, OptimizerSpec, fingerprint, resolve_landscape,
-                                   resolve_optimizer)
+from dynsim.engine.problem import LandscapeSpec, fingerprint, resolve_landscape
+from dynsim.optim.spec import OptimizerSpec, resolve_optimizer
 
 __all__ = ["Plan", "make_plan", "plan_from_config", "DEFAULT_THETA0", "jsonable"]
 
@@ -158,6 +158,76 @@ def _route(name: str, opt: OptimizerSpec, land: LandscapeSpec, is_quadratic: boo
                      f"choose from {', '.join(choices)}")
 
 
+def _landscape_axes(axes, opt: OptimizerSpec, land: LandscapeSpec, is_quadratic: bool,
+                    landscape_params: Mapping[str, Any]) -> list[str]:
+    """The grid names that are landscape parameters (the rest are the optimizer's), checked."""
+    land_swept: list[str] = []
+    for name, v in axes.items():
+        if _route(name, opt, land, is_quadratic) != "landscape":
+            continue
+        if name in landscape_params:
+            raise ValueError(f"grid[{name!r}]: also given in landscape_params")
+        if isinstance(v, bool):
+            raise ValueError(f"grid[{name!r}]: a landscape parameter must be numeric (fixed values that are "
+                             "not numbers go in landscape_params)")
+        sweepable = land.sweepable
+        if sweepable is not None and name not in sweepable:
+            raise ValueError(f"grid[{name!r}]: landscape parameter of {land.name!r} cannot vary per point; "
+                             "pass it in landscape_params")
+        land_swept.append(name)
+    return land_swept
+
+
+def _metric_options(options, steps: int, dtype: str, linear: bool, default_unroll: int, metrics, what: str):
+    """``options`` (a :class:`~dynsim.metrics.MetricConfig` or None) resolved for this run's length and dtype."""
+    if options is None:
+        options = _metrics.MetricConfig()
+    elif not isinstance(options, _metrics.MetricConfig):
+        raise ValueError(f"options={options!r} must be a dynsim.metrics.MetricConfig (e.g. MetricConfig(every=16))")
+    try:
+        cfg = options.resolved(steps, dtype, linear=linear, default_unroll=default_unroll,
+                               fitted=bool(set(metrics) & set(_metrics.FITTED_METRICS)))
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    if cfg.renormalise and not linear:
+        raise ValueError(f"renormalise=True is only valid for linear maps on quadratics "
+                         f"({what} is not); use renormalise='auto'")
+    return cfg
+
+
+def _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper, theta0, steps, metrics, dtype,
+                 seed, cfg, chunk_size, squeeze, fp) -> dict:
+    """The plan's JSON config: what the store records and a resume must reproduce exactly."""
+    config = {
+        "optimizer": opt.name,
+        "landscape": land.name,
+        "landscape_kind": land.kind,
+        "landscape_params": jsonable(landscape_params),
+        "grid": {d: [_canon_float(x) for x in c] for d, c in zip(dims, coords)},
+        "fixed": {k: _canon_float(v) for k, v in fixed.items()},
+        "static": dict(static_hyper),
+        "theta0": [_canon_float(x) for x in theta0],
+        "steps": steps,
+        "metrics": metrics,
+        "dtype": dtype,
+        "seed": int(seed),
+        "options": {k: getattr(cfg, k) for k in ("every", "window", "eps", "divergence_factor", "renormalise",
+                                                  "unroll", "pack", "fit_every", "tangent_steps")},
+        "chunk_size": None if chunk_size is None else int(chunk_size),
+    }
+    if squeeze:  # only for one-point grids: other configs (and their stores) are unchanged
+        config["squeeze"] = squeeze
+    if cfg.floor_eps is not None:
+        config["options"]["floor_eps"] = float(cfg.floor_eps)
+    if fp is not None:
+        config["fingerprint"] = fp
+        config["importable"] = {"optimizer": opt.importable, "landscape": land.importable}
+        roots = _user_module_roots(opt.name if opt.importable else None, land.name if land.importable else None)
+        if roots:  # where the user's modules were: dynsim.locate and resume look there again
+            config["import_paths"] = roots
+    return config
+
+
 def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=None, theta0=None,
               landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
               default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
@@ -189,20 +259,7 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
     coords: list[np.ndarray] = [parsed.coords[d][1] for d in dims]
     fixed: dict[str, float] = dict(parsed.fixed)
     static_hyper: dict[str, Any] = dict(parsed.static)
-    land_swept: list[str] = []
-    for name, v in axes.items():
-        where = _route(name, opt, land, is_quadratic)
-        if where == "landscape":
-            if name in landscape_params:
-                raise ValueError(f"grid[{name!r}]: also given in landscape_params")
-            if isinstance(v, bool):
-                raise ValueError(f"grid[{name!r}]: a landscape parameter must be numeric (fixed values that are "
-                                 "not numbers go in landscape_params)")
-            sweepable = land.sweepable
-            if sweepable is not None and name not in sweepable:
-                raise ValueError(f"grid[{name!r}]: landscape parameter of {land.name!r} cannot vary per point; "
-                                 "pass it in landscape_params")
-            land_swept.append(name)
+    land_swept = _landscape_axes(axes, opt, land, is_quadratic, landscape_params)
     squeeze = []
     if not dims:  # numbers only: ONE point, run as a 1-long axis of its first number, squeezed from the result
         first = next((name for name in grid if name in fixed), None)
@@ -251,49 +308,13 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
 
     linear = _metrics.can_renormalise(opt.factory if opt.builtin else None,
                                       land.factory if land.builtin else None)
-    if options is None:
-        options = _metrics.MetricConfig()
-    elif not isinstance(options, _metrics.MetricConfig):
-        raise ValueError(f"options={options!r} must be a dynsim.metrics.MetricConfig (e.g. MetricConfig(every=16))")
-    try:
-        cfg = options.resolved(steps, dtype, linear=linear, default_unroll=default_unroll,
-                               fitted=bool(set(metrics) & set(_metrics.FITTED_METRICS)))
-    except ValueError as e:
-        raise ValueError(str(e)) from None
-    if cfg.renormalise and not linear:
-        raise ValueError(f"renormalise=True is only valid for linear maps on quadratics "
-                         f"({opt.name} on {land.name} is not); use renormalise='auto'")
+    cfg = _metric_options(options, steps, dtype, linear, default_unroll, metrics, f"{opt.name} on {land.name}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) < 1):
         raise ValueError(f"chunk_size={chunk_size} must be >= 1")
 
     fp = fingerprint(opt, land, base_hyper, base_land, static_hyper, landscape_params, theta0)
-    config = {
-        "optimizer": opt.name,
-        "landscape": land.name,
-        "landscape_kind": land.kind,
-        "landscape_params": jsonable(landscape_params),
-        "grid": {d: [_canon_float(x) for x in c] for d, c in zip(dims, coords)},
-        "fixed": {k: _canon_float(v) for k, v in fixed.items()},
-        "static": dict(static_hyper),
-        "theta0": [_canon_float(x) for x in theta0],
-        "steps": steps,
-        "metrics": metrics,
-        "dtype": dtype,
-        "seed": int(seed),
-        "options": {k: getattr(cfg, k) for k in ("every", "window", "eps", "divergence_factor", "renormalise",
-                                                  "unroll", "pack", "fit_every", "tangent_steps")},
-        "chunk_size": None if chunk_size is None else int(chunk_size),
-    }
-    if squeeze:  # only for one-point grids: other configs (and their stores) are unchanged
-        config["squeeze"] = squeeze
-    if cfg.floor_eps is not None:
-        config["options"]["floor_eps"] = float(cfg.floor_eps)
-    if fp is not None:
-        config["fingerprint"] = fp
-        config["importable"] = {"optimizer": opt.importable, "landscape": land.importable}
-        roots = _user_module_roots(opt.name if opt.importable else None, land.name if land.importable else None)
-        if roots:  # where the user's modules were: dynsim.locate and resume look there again
-            config["import_paths"] = roots
+    config = _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper, theta0, steps, metrics,
+                          dtype, seed, cfg, chunk_size, squeeze, fp)
     return Plan(config=config, optimizer=opt, landscape=land, land_static=landscape_params, dims=dims,
                 coords=coords, fixed=fixed, static_hyper=static_hyper, rule_args=rule_args,
                 land_swept=tuple(land_swept), theta0=theta0, dtype=dtype, options=cfg)
@@ -387,7 +408,8 @@ def _check_traceable(opt, land, hyper, static_hyper, land_swept, land_static, th
         if not lp or _fails_concretely(lambda th: loss(dict(land_swept), th), x):
             raise ValueError(traced_control_flow(f"landscape={land.name!r}: the loss", e)) from None
         raise ValueError(f"landscape={land.name!r}: parameters {sorted(lp)} cannot vary per point: the code "
-                         f"uses them as Python values ({str(e).splitlines()[0]}); pass them in landscape_params") from None
+                         f"uses them as Python values ({str(e).splitlines()[0]}); "
+                         "pass them in landscape_params") from None
     except Exception as e:
         raise ValueError(f"landscape={land.name!r}: the loss fails at theta0 ({type(e).__name__}: {e})") from None
     if not hasattr(out, "shape") or out.shape != ():

@@ -5,7 +5,8 @@ optax ``GradientTransformation`` (``optax.adam``, ``optax.lion``, a user functio
 optax pieces), or an import path ``"module:function"``. Its numeric keyword arguments are
 the sweepable hyperparameters; they enter the compiled program as arrays, so one program
 serves a whole grid. A plain optax transformation has no look-ahead reparametrisation: its
-paper coordinates θ are its parameters (:func:`dynsim.run.as_rule`).
+paper coordinates θ are its parameters (:func:`dynsim.optim.spec.as_rule`). Optimizers resolve
+through the one resolver, :func:`dynsim.optim.spec.resolve_optimizer`.
 
 **Landscapes.** A :mod:`dynsim.landscapes` name or factory, a
 :class:`~dynsim.landscapes.Landscape` instance, any user function returning a ``Landscape``
@@ -24,22 +25,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import importlib
-import inspect
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from dynsim import imports as _imports
 from dynsim import landscapes as _landscapes
 from dynsim import optim as _optim
+from dynsim.imports import import_object, signature
 from dynsim.landscapes import Landscape
+from dynsim.optim.spec import OptimizerSpec
 
 __all__ = [
-    "OptimizerSpec",
     "LandscapeSpec",
-    "resolve_optimizer",
     "resolve_landscape",
-    "import_object",
     "fingerprint",
     "jaxpr_digest",
     "SWEEPABLE_LANDSCAPE_PARAMS",
@@ -47,103 +46,6 @@ __all__ = [
 
 # Built-in landscape parameters that may vary per point (the factory accepts tracers).
 SWEEPABLE_LANDSCAPE_PARAMS = {"quadratic": ("k",), "rosenbrock": ("a", "b")}
-
-
-def import_object(path: str, what: str) -> Any:
-    """The object at ``"package.module:attr.sub"``; ValueError naming ``what`` if it does not resolve."""
-    if not isinstance(path, str) or path.count(":") != 1:
-        raise ValueError(f"{what}={path!r}: an import path looks like 'package.module:function'")
-    mod_name, attr = path.split(":")
-    if not mod_name or not attr:
-        raise ValueError(f"{what}={path!r}: an import path looks like 'package.module:function'")
-    try:
-        obj = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ValueError(f"{what}={path!r}: module {mod_name!r} cannot be imported ({e})") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ValueError(f"{what}={path!r}: module {mod_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
-def _signature(fn) -> tuple[tuple[str, ...], dict[str, Any], bool]:
-    """(parameter names, their defaults, whether ``**kwargs`` is accepted)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return (), {}, True
-    names = tuple(p.name for p in params.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
-    defaults = {p.name: p.default for p in params.values() if p.default is not inspect.Parameter.empty}
-    var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    return names, defaults, var_kw
-
-
-def _importable(name: str, obj) -> bool:
-    """Whether ``name`` (``module:qualname``) imports back to ``obj`` (not so for lambdas, closures)."""
-    if "<" in name or name.startswith("__main__:"):
-        return False
-    try:
-        return import_object(name, "import path") is obj
-    except ValueError:
-        return False
-
-
-# --------------------------------------------------------------------------- optimizers
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class OptimizerSpec:
-    """A resolved optimizer.
-
-    Attributes:
-      name: the rule's name, or ``module:qualname`` of a user factory.
-      factory: ``f(**hyperparameters)`` returning a transformation.
-      builtin: a :mod:`dynsim.optim` rule (its constraints and linearity are known).
-      params: the keyword arguments the factory takes (``lookahead`` excluded for rules).
-      defaults: their defaults.
-      var_kwargs: the factory accepts ``**kwargs`` (any name is passed through).
-      importable: ``name`` imports back to ``factory`` (a config file can name it).
-    """
-
-    name: str
-    factory: Callable
-    builtin: bool
-    params: tuple[str, ...]
-    defaults: Mapping[str, Any]
-    var_kwargs: bool
-    importable: bool
-
-    def build(self, **hyper) -> _optim.Rule:
-        """The rule at these hyperparameters (a plain optax transformation is wrapped, μ = σ = 0)."""
-        from dynsim.run import as_rule
-
-        return as_rule(self.factory(**hyper))
-
-    def accepts(self, name: str) -> bool:
-        return name in self.params or self.var_kwargs
-
-    # equal specs share compiled programs: identity is the factory (and its name)
-    def __eq__(self, other):
-        return isinstance(other, OptimizerSpec) and (self.name, self.factory) == (other.name, other.factory)
-
-    def __hash__(self):
-        return hash((self.name, self.factory))
-
-
-def resolve_optimizer(optimizer) -> OptimizerSpec:
-    """An :class:`OptimizerSpec` from a rule name, a factory or an import path."""
-    if isinstance(optimizer, str) and ":" in optimizer:
-        obj = import_object(optimizer, "optimizer")
-        if not callable(obj):
-            raise ValueError(f"optimizer={optimizer!r} is not callable")
-        optimizer = obj
-    name, factory = _optim.resolve(optimizer)
-    builtin = name in _optim.RULES and _optim.RULES[name] is factory
-    names, defaults, var_kw = _signature(factory)
-    return OptimizerSpec(name, factory, builtin, names, defaults, var_kw,
-                         importable=builtin or _importable(name, factory))
 
 
 # --------------------------------------------------------------------------- landscapes
@@ -229,7 +131,7 @@ def resolve_landscape(landscape, params: Mapping[str, Any] = ()) -> LandscapeSpe
     if isinstance(landscape, str):
         if ":" not in landscape:
             return LandscapeSpec(landscape, "builtin", _landscapes.resolve(landscape),
-                                 *_signature(_landscapes.resolve(landscape))[:2], importable=True)
+                                 *signature(_landscapes.resolve(landscape))[:2], importable=True)
         obj = import_object(landscape, "landscape")
         return _from_object(obj, landscape, params, importable=True)
     return _from_object(landscape, None, params, importable=None)
@@ -246,10 +148,10 @@ def _from_object(obj, path, params, importable) -> LandscapeSpec:
         )
     for name, fn in _landscapes.LANDSCAPES.items():
         if fn is obj:
-            return LandscapeSpec(name, "builtin", fn, *_signature(fn)[:2], importable=True)
+            return LandscapeSpec(name, "builtin", fn, *signature(fn)[:2], importable=True)
     name = path or _optim.callable_name(obj)
-    names, defaults, _ = _signature(obj)
-    imp = importable if importable is not None else _importable(name, obj)
+    names, defaults, _ = signature(obj)
+    imp = importable if importable is not None else _imports.importable(name, obj)
     if _returns_landscape(obj, params):
         return LandscapeSpec(name, "factory", obj, names, defaults, imp)
     # a loss: its first parameter is θ, the rest are parameters

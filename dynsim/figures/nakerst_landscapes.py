@@ -22,8 +22,8 @@ import numpy as np
 import dynsim
 from dynsim import analysis, cycles, landscapes, optim
 from dynsim.engine import map_grid
-from dynsim.metrics import MetricConfig
 from dynsim.figures import _io, register
+from dynsim.metrics import MetricConfig
 
 G = 0.9  # Nakerst's momentum ("g = 0.9 ... unless explicitly stated")
 THETA0_FIG3 = (-1.0, -3.8)

@@ -137,7 +137,7 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     a.legend(fontsize=7, loc="upper left")
     ins = a.inset_axes([0.58, 0.08, 0.38, 0.38])
     ins.plot(sig_zoom, np.log(np.asarray(analysis.spectral_radius(ke, me, sig_zoom))), "k-", lw=2.5, alpha=0.35)
-    for (n, taper), c in curves_zoom.items():
+    for (_, taper), c in curves_zoom.items():
         ins.plot(sig_zoom, c, lw=0.8, ls="-" if taper == "hann2" else ":")
     ins.axvline(ss, color="k", ls="--", lw=0.8)
     if np.isfinite(s_hat_land):
@@ -170,7 +170,7 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
 
     a = ax[1, 1]
     steps_axis = np.arange(n_long + 1)
-    for s, d, lab in zip(curve_sigmas, dcurves, [f"tuned σ̂ = {s15:.3f}", "σ = 4 (paper's best)", "σ = 7 (paper: trapped)"]):
+    for d, lab in zip(dcurves, [f"tuned σ̂ = {s15:.3f}", "σ = 4 (paper's best)", "σ = 7 (paper: trapped)"]):
         a.semilogy(steps_axis, np.maximum(d, 1e-17), lw=1, label=lab)
     a.axvline(300, color="k", ls=":", lw=0.8, label="tuning horizon N = 300")
     a.set(xlabel="step", ylabel="‖θ − θ*‖", title=f"(d) eq. (15), η=0.01, μ=0.9, start (−1, −3.8); "
@@ -395,12 +395,16 @@ def _chaos_render(out: pathlib.Path, full: dict, trunc: dict, cfg: dict) -> None
         ax[1, 0].loglog(trunc_h, ts["snr_seed_mean"], "s--", color=col, ms=4, lw=0.8,
                         label=lab + f" (truncated T={trunc_T})")
         for i, h in enumerate(tt):
-            rows["eta"].append(key[0]); rows["sigma"].append(key[1]); rows["horizon"].append(int(h))
+            rows["eta"].append(key[0])
+            rows["sigma"].append(key[1])
+            rows["horizon"].append(int(h))
             rows["val_loss_mean"].append(float(res["val_loss"][:, h].mean()))
             for k in cols[4:]:
                 rows[k].append(float(st[k][i]))
         for i, h in enumerate(trunc_h):
-            trows["eta"].append(key[0]); trows["sigma"].append(key[1]); trows["horizon"].append(h)
+            trows["eta"].append(key[0])
+            trows["sigma"].append(key[1])
+            trows["horizon"].append(h)
             trows["truncation"].append(trunc_T)
             for k in ("median_abs", "max_abs", "mean", "std", "sign_agreement", "snr_seed_mean"):
                 trows[k].append(float(ts[k][i]))

@@ -17,10 +17,12 @@ import numpy as np
 from dynsim.checks import check_int
 from dynsim.engine.grid import Grid, parse_grid
 from dynsim.engine.plan import traced_control_flow
-from dynsim.engine.problem import OptimizerSpec, import_object, jaxpr_digest, resolve_optimizer
+from dynsim.engine.problem import jaxpr_digest
 from dynsim.hessian import Hessian
+from dynsim.imports import import_object
 from dynsim.models import Model
 from dynsim.models import get as get_model
+from dynsim.optim.spec import OptimizerSpec, resolve_optimizer
 from dynsim.training.spec import EVAL_SETS, ProgramSpec
 
 __all__ = ["Problem", "resolve", "Schedule", "schedule", "optimizer_grid", "resolve_model", "prepare_data",

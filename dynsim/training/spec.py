@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
-from dynsim.engine.problem import OptimizerSpec
 from dynsim.hessian import Hessian
 from dynsim.models import Model
+from dynsim.optim.spec import OptimizerSpec
 from dynsim.run import PRECONDITIONED_RULES
 
 __all__ = ["EVAL_SETS", "ProgramSpec", "record_names", "Chunk", "ChunkResult"]

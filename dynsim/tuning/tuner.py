@@ -462,7 +462,7 @@ def tune(
     True
     """
     init, fixed = split_starts(free, hyper, starts)
-    from dynsim.engine.problem import resolve_optimizer
+    from dynsim.optim.spec import resolve_optimizer
 
     factory = resolve_optimizer(optimizer).factory
     landscape = _landscape_of(landscape, landscape_params)

@@ -35,7 +35,8 @@ def fig1_store(out: pathlib.Path) -> pathlib.Path:
         return out
     cfg = nq._fig1_config(False)
     k_eta = np.union1d(nq._axis(cfg["k_eta"]), nq.FIG1_T_KETA)
-    ds = dynsim.sweep("super_accelerated", "quadratic", {"k_eta": k_eta, "momentum": nq.G, "sigma": nq._axis(cfg["sigma"])},
+    grid = {"k_eta": k_eta, "momentum": nq.G, "sigma": nq._axis(cfg["sigma"])}
+    ds = dynsim.sweep("super_accelerated", "quadratic", grid,
                       cfg["steps"], ["rate", "rho", "timescale", "diverged"], progress=False, out=out)
     write_located(out, dynsim.locate(ds, "sigma", refine_steps=cfg["refine_steps"], T_scan=cfg["T_scan"]))
     return out
