@@ -4,7 +4,11 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import processes
+import pytest
+
+import dynsim
 
 _IMPORT = """
 import json, os, sys, warnings
@@ -71,3 +75,37 @@ def test_dynsim_figure_keeps_jax_defaults():
     r = subprocess.run([sys.executable, "-c", code], env=base, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-1] == "None"
+
+
+_WIDTH_WORKER = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2 " + sys.argv[1]
+import numpy as np
+from dynsim import engine as sw
+grid = {"k_eta": np.geomspace(0.003, 0.6, 7), "momentum": np.array([0.5, 0.9, 0.99]),
+        "sigma": np.linspace(-60, 40, 101)}
+ds = sw.sweep("super_accelerated", "quadratic", grid, 1024, progress=False)
+np.savez(sys.argv[2], **{k: ds[k].values for k in ds.data_vars})
+"""
+
+
+@pytest.mark.slow
+def test_cli_xla_flags_leave_results_bit_identical(tmp_path):
+    """The CLI's XLA:CPU flags (one device per core; 512-bit vectors on AVX-512) change speed only."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = ("import os; from dynsim.engine.platform import configure_xla_cpu, cpu_has_avx512; "
+            "configure_xla_cpu(); print(os.environ.get('XLA_FLAGS', ''), cpu_has_avx512())")
+    flags, avx512 = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                   check=True).stdout.rsplit(" ", 1)
+    assert ("--xla_cpu_prefer_vector_width=512" in flags) == (avx512.strip() == "True")
+    user = subprocess.run([sys.executable, "-c", code], env={**env, "XLA_FLAGS": "--xla_cpu_prefer_vector_width=256"},
+                          capture_output=True, text=True, check=True).stdout
+    assert "=512" not in user  # a user's own setting wins
+    script = tmp_path / "w.py"
+    script.write_text(_WIDTH_WORKER)
+    for width, name in (("", "a"), ("--xla_cpu_prefer_vector_width=512", "b")):
+        subprocess.run([sys.executable, str(script), width, str(tmp_path / name)], env=env, check=True)
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert a.files == b.files and len(a.files) == len(dynsim.metrics.DEFAULT_METRICS)
+    for k in a.files:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

@@ -29,10 +29,6 @@ def beale(t):
 BEALE_MIN = np.array([3.0, 0.5])
 
 
-def _equal(a, b):
-    assert set(a.data_vars) == set(b.data_vars)
-    for k in a.data_vars:
-        np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
 
 
 def _fit_rate_and_T(y, steps, every, window=0.5):
@@ -243,7 +239,7 @@ def test_lambda_landscape_resumes_only_with_the_same_function(tmp_path):
         dynsim.sweep(optax.adam, other, grid, 128, out=tmp_path / "r", **kw)
     resumed = dynsim.sweep(optax.adam, loss, grid, 128, out=tmp_path / "r", **kw)
     assert resumed.attrs["complete"]
-    _equal(resumed, dynsim.sweep(optax.adam, loss, grid, 128, **kw))
+    processes.assert_same_dataset(resumed, dynsim.sweep(optax.adam, loss, grid, 128, **kw))
     # from the CLI it cannot be found again: a clear message, nothing changed
     assert cli.main(["sweep", "--resume", str(tmp_path / "r")]) == 2
 
@@ -299,7 +295,7 @@ def test_import_path_config_killed_and_resumed_is_bit_identical(tmp_path):
     processes.run(cmd + ["--resume", str(d), "--no-progress"], cwd="/")
     assert sorted(map(int, log.read_text().split())) == list(range(n_chunks))  # none lost, none twice
     processes.run(cmd + [str(cfg), "--out", str(tmp_path / "clean"), "--no-progress"], cwd=tmp_path)
-    _equal(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
+    processes.assert_same_dataset(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
 
 
 def test_cli_reports_an_import_path_that_does_not_resolve(tmp_path, capsys):

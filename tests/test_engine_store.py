@@ -1,5 +1,7 @@
 """The results store reads as carefully as it writes; the accelerator defaults run on CPU."""
+import hashlib
 import json
+import pathlib
 import shlex
 
 import numpy as np
@@ -107,3 +109,51 @@ def test_accelerator_defaults_forced_on_cpu_give_the_same_results(monkeypatch):
     assert lay.n_chunks > 1
     for k in metrics:  # same numbers: the longer unrolled body changes speed, not arithmetic
         np.testing.assert_allclose(acc[k].values, cpu[k].values, rtol=2e-6, err_msg=k)
+
+
+def _tree_hash(path: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        h.update(str(p.relative_to(path)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_refuses_a_directory_holding_a_different_sweep(tmp_path):
+    d = tmp_path / "d"
+    dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d)
+    before = _tree_hash(d)
+    with pytest.raises(ValueError, match="different sweep.*steps"):
+        dynsim.sweep("sa", "quadratic", SMALL, 512, ["rate"], progress=False, out=d)
+    with pytest.raises(ValueError, match="different sweep.*momentum"):
+        dynsim.sweep("sa", "quadratic", {**SMALL, "momentum": 0.5}, 256, ["rate"], progress=False, out=d)
+    assert _tree_hash(d) == before  # nothing overwritten
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a sweep result"):
+        dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=tmp_path / "other")
+
+
+def test_corrupt_store_gives_a_clear_error(tmp_path):
+    d = tmp_path / "d"
+    dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
+    log = d / "progress.log"
+    good_log = log.read_text()
+    log.write_text(good_log + "banana\n")
+    with pytest.raises(ValueError, match="corrupt.*progress.log"):
+        dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
+    log.write_text(good_log + "1")  # a line cut short by a kill is not corruption...
+    dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
+    assert log.read_text() == good_log  # ...and is dropped before anything is appended
+    chunks = sorted(p for p in (d / "results.zarr" / "rate").rglob("*") if p.is_file() and p.name != "zarr.json")
+    assert len(chunks) == 2  # 26 points in chunks of 13
+    chunks[0].write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="corrupt"):
+        dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
+    chunks[0].unlink()  # a logged chunk whose file is gone
+    with pytest.raises(ValueError, match="corrupt.*logged as done"):
+        dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
+    (d / "config.json").write_text("{ not json")
+    with pytest.raises(ValueError, match="corrupt.*config.json"):
+        dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13)
