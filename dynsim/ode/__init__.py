@@ -49,50 +49,13 @@ True
 """
 from __future__ import annotations
 
-from dynsim.ode.adaptive import solve_diffrax
-from dynsim.ode.correspondences import (
-    nakerst_alpha,
-    nakerst_critical_sigma,
-    nakerst_oscillator,
-    sa_critical_sigma,
-    su_momentum_from_ode,
-    su_ode_from_momentum,
-)
-from dynsim.ode.integrators import euler, euler_maruyama, leapfrog, rk4, times
-from dynsim.ode.systems import (
-    SDE,
-    SecondOrder,
-    damped_oscillator,
-    damped_oscillator_exact,
-    gradient_flow,
-    heavy_ball_friction,
-    kramers,
-    langevin,
-    su_boyd_candes,
-)
-from dynsim.ode.systems import PyTree as PyTree
+# The front: each module's public names (its __all__).
+from dynsim.ode import adaptive, correspondences, integrators, systems
+from dynsim.ode.adaptive import *  # noqa: F403
+from dynsim.ode.correspondences import *  # noqa: F403
+from dynsim.ode.integrators import *  # noqa: F403
+from dynsim.ode.systems import *  # noqa: F403
+from dynsim.ode.systems import PyTree as PyTree  # type aliases: reachable, not listed
 from dynsim.ode.systems import VectorField as VectorField
 
-__all__ = [
-    "SecondOrder",
-    "SDE",
-    "gradient_flow",
-    "heavy_ball_friction",
-    "su_boyd_candes",
-    "damped_oscillator",
-    "damped_oscillator_exact",
-    "su_momentum_from_ode",
-    "su_ode_from_momentum",
-    "nakerst_alpha",
-    "nakerst_oscillator",
-    "nakerst_critical_sigma",
-    "sa_critical_sigma",
-    "langevin",
-    "kramers",
-    "euler",
-    "rk4",
-    "leapfrog",
-    "euler_maruyama",
-    "times",
-    "solve_diffrax",
-]
+__all__ = [*systems.__all__, *correspondences.__all__, *integrators.__all__, *adaptive.__all__]

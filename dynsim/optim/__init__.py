@@ -52,45 +52,16 @@ ValueError: super_accelerated(learning_rate=-0.1, momentum=0.9, sigma=1.0): lear
 """
 from __future__ import annotations
 
-from dynsim.optim.core import LookaheadState, Rule, lookahead_momentum
-from dynsim.optim.registry import LINEAR_RULES, RULES, callable_name, get, hyperparameter_names, resolve
-from dynsim.optim.rules import (
-    adam_sa,
-    ema_momentum,
-    gd,
-    heavy_ball,
-    nesterov,
-    nesterov_time_varying,
-    rmsprop_sa,
-    super_accelerated,
-)
-from dynsim.optim.transforms import AdamState as AdamState
+# The front: each module's public names (its __all__), in the order the docs list them.
+from dynsim.optim import core, registry, rules, transforms
+from dynsim.optim.core import *  # noqa: F403
+from dynsim.optim.registry import *  # noqa: F403
+from dynsim.optim.rules import *  # noqa: F403
+from dynsim.optim.transforms import *  # noqa: F403
+from dynsim.optim.transforms import AdamState as AdamState  # the states: reachable, not listed
 from dynsim.optim.transforms import EmaState as EmaState
 from dynsim.optim.transforms import EmptyState as EmptyState
 from dynsim.optim.transforms import RmsState as RmsState
-from dynsim.optim.transforms import scale_by_adam_sa, scale_by_ema, scale_by_learning_rate, scale_by_rms_sa
 
-__all__ = [
-    "LookaheadState",
-    "Rule",
-    "lookahead_momentum",
-    "scale_by_learning_rate",
-    "scale_by_ema",
-    "scale_by_rms_sa",
-    "scale_by_adam_sa",
-    "gd",
-    "heavy_ball",
-    "nesterov",
-    "super_accelerated",
-    "ema_momentum",
-    "nesterov_time_varying",
-    "rmsprop_sa",
-    "adam_sa",
-    "RULES",
-    "LINEAR_RULES",
-    "get",
-    "resolve",
-    "callable_name",
-    "hyperparameter_names",
-]
+__all__ = [*core.__all__, *transforms.__all__, *rules.__all__, *registry.__all__]
 

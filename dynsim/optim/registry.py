@@ -10,30 +10,13 @@ from typing import Callable
 
 import optax
 
+from dynsim.optim import rules
 from dynsim.optim.core import Rule
-from dynsim.optim.rules import (
-    adam_sa,
-    ema_momentum,
-    gd,
-    heavy_ball,
-    nesterov,
-    nesterov_time_varying,
-    rmsprop_sa,
-    super_accelerated,
-)
 
 __all__ = ["RULES", "LINEAR_RULES", "get", "resolve", "callable_name", "hyperparameter_names"]
 
-RULES: dict[str, Callable[..., Rule]] = {
-    "gd": gd,
-    "heavy_ball": heavy_ball,
-    "nesterov": nesterov,
-    "super_accelerated": super_accelerated,
-    "ema_momentum": ema_momentum,
-    "nesterov_time_varying": nesterov_time_varying,
-    "rmsprop_sa": rmsprop_sa,
-    "adam_sa": adam_sa,
-}
+# every rule of dynsim.optim.rules, by its name
+RULES: dict[str, Callable[..., Rule]] = {name: getattr(rules, name) for name in rules.__all__}
 #: Rules whose map is linear and homogeneous in (θ − θ*, u, inner state) on a quadratic
 #: (their state may be rescaled freely: :mod:`dynsim.metrics`, :mod:`dynsim.tuning`).
 LINEAR_RULES = frozenset(
@@ -60,11 +43,11 @@ def resolve(optimizer: str | Callable[..., optax.GradientTransformation]) -> tup
     A name (or alias) gives the :data:`RULES` entry. Any other callable is taken as a
     factory ``f(**hyperparameters) -> optax.GradientTransformation`` (``optax.adam``, a
     user function composing optax pieces); its name is ``module:qualname`` (the import
-    path :func:`dynsim.engine.config.import_object` reads back), or its ``__name__`` for
+    path :func:`dynsim.imports.import_object` reads back), or its ``__name__`` for
     the rules of :mod:`dynsim.optim`. Whether it really returns a transformation is checked where
     it is first called.
 
-    >>> resolve("sa")[0], resolve(super_accelerated)[0]
+    >>> resolve("sa")[0], resolve(rules.super_accelerated)[0]
     ('super_accelerated', 'super_accelerated')
     >>> resolve(optax.adam)[0]
     'optax:adam'
