@@ -7,6 +7,7 @@ line naming the offending argument; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 import sys
@@ -73,7 +74,7 @@ def _on_signal(signum, frame) -> None:
 
         live = store.live() if store is not None else {}
         resume = f"resume with: dynsim sweep --resume {shlex.quote(str(out))}"
-        if live.get("out") is not None and str(live["out"]) == str(out):
+        if store is not None and live.get("out") is not None and str(live["out"]) == str(out):
             n = live["n_chunks"]
             line = f"interrupted: {store.count_done(live['out'], n)} of {n} chunks stored; {resume}"
         elif (out / "config.toml").exists() or (out / "config.json").exists():
@@ -91,7 +92,7 @@ def _on_signal(signum, frame) -> None:
         os._exit(128 + signum)
 
 
-class _StderrLines(__import__("logging").Handler):
+class _StderrLines(logging.Handler):
     """Log records as plain lines on the current ``sys.stderr``."""
 
     def emit(self, record) -> None:
@@ -180,8 +181,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     _SWEEP_OUT["bar"] = progress
     if not progress:  # no bar: the engine logs a line with the ETA per batch of chunks instead
-        import logging
-
         log = logging.getLogger("dynsim")
         if not any(isinstance(h, _StderrLines) for h in log.handlers):
             log.addHandler(_StderrLines())

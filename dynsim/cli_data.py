@@ -51,6 +51,7 @@ def _tfds_command(action: str, name: str, data_dir: str | None) -> int:
         return 0
     if action == "get":
         target = tfds.tfds_target(name, data_dir)  # fails on a missing install before fetching anything
+        src: Path | None
         if name == "mnist":
             src = fetch.fetch_mnist()  # no network when the files are there and verify
         else:

@@ -317,7 +317,8 @@ def preconditioned_top_eigenvalues(
     entries ``> 0`` -- e.g. Adam's ``√v̂ + ε`` (Cohen et al. 2022's preconditioned
     sharpness is the first of these).
     """
-    if jax.tree.structure(preconditioner) != jax.tree.structure(params):
+    p_def: Any = jax.tree.structure(preconditioner)  # Any: jaxlib's PyTreeDef has no comparison in its stubs
+    if p_def != jax.tree.structure(params):
         raise ValueError("preconditioner must be a pytree with the structure of params")
     mv = preconditioned_matvec(lambda v: hvp(loss, params, v), preconditioner)
     return lanczos_top_k(mv, params, k, iters, key).eigenvalues

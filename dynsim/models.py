@@ -29,7 +29,7 @@ zero biases); used for the Wu et al. tables.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence, cast
 
 import flax.linen as nn
 import jax
@@ -242,7 +242,8 @@ class Model(NamedTuple):
 
     def apply(self, params: PyTree, x: jax.Array) -> jax.Array:
         """Outputs: sigmoid activations (quadratic loss) or logits (cross-entropy)."""
-        return self.module.apply({"params": params}, x)
+        # cast: flax types apply() for mutable collections too; without them it returns the outputs alone
+        return cast(jax.Array, self.module.apply({"params": params}, x))
 
     def loss_from_outputs(self, outputs: jax.Array, labels: jax.Array) -> jax.Array:
         if callable(self.loss):

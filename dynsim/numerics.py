@@ -40,6 +40,7 @@ __all__ = [
     "slope_coefficients",
     "fit_weights",
     "hann_window_weights",
+    "x64_enabled",
 ]
 
 #: The inverse golden ratio (√5 − 1)/2.
@@ -286,3 +287,11 @@ def hann_window_weights(times: np.ndarray, steps: int, window: float) -> np.ndar
     h = np.zeros_like(times)
     h[inside] = taper(len(ti), "hann") if ti[-1] - ti[0] > 0 else 1.0
     return h
+
+
+def x64_enabled() -> bool:
+    """Whether JAX's ``jax_enable_x64`` is on now (inside a ``jax.enable_x64`` context too)."""
+    import jax
+
+    # jax's Config holds its flags as attributes set at run time, which mypy cannot see
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]

@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import time
+from typing import Any
 
 import numpy as np
 
@@ -207,7 +208,7 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
         "steps": steps,
         "repeats": repeats,
     }
-    variants = (
+    variants: tuple[tuple[str, tuple[str, ...] | None, dict[str, Any]], ...] = (
         ("sigma_star_metrics", SIGMA_STAR_METRICS, {}),
         # sparser fit points: faster, but under-damped rates alias more (see metrics.fit_stride)
         ("sigma_star_metrics_fit_every_128", SIGMA_STAR_METRICS, {"fit_every": 128}),
@@ -331,6 +332,7 @@ def step_flops() -> float:
     s = jnp.ones(n, jnp.float32)
     cost = jax.jit(jax.vmap(step)).lower(s, s, s, v, v).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
+    assert cost is not None  # XLA's compilers report a cost analysis
     return float(cost["flops"]) / n
 
 

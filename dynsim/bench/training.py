@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -132,6 +132,7 @@ def _step_flops(model: Model, x) -> float:
     params = jax.tree.map(jnp.asarray, model.init(0, x.shape[1:], jnp.float32))
     cost = jax.jit(jax.value_and_grad(model.loss_fn)).lower(params, x, y).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
+    assert cost is not None  # XLA's compilers report a cost analysis
     return float(cost["flops"])
 
 
@@ -159,7 +160,7 @@ def _store_and_shard_overhead(model, dataset, sigmas, steps, n_train, n_test, re
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    res = {}
+    res: dict[str, Any] = {}
     for label, devices, store in (("memory_1_device", 1, False), ("store_1_device", 1, True),
                                   (f"memory_{n_all}_devices", n_all, False), (f"store_{n_all}_devices", n_all, True)):
         once(devices, store)  # compile

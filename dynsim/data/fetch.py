@@ -58,7 +58,13 @@ def checksum_mismatches(name: str, d: Path) -> list[str] | None:
     ref = reference_sha256(name)
     if ref is None:
         return None
-    return [s for s in IDX_FILES if content_sha256(idx_path(d, s)) != ref[s]]
+    bad = []
+    for s in IDX_FILES:
+        p = idx_path(d, s)
+        assert p is not None, f"{d} lacks {s}"  # callers pass a complete folder
+        if content_sha256(p) != ref[s]:
+            bad.append(s)
+    return bad
 
 
 def npm_pack(spec: str, workdir: Path) -> Path:
@@ -169,6 +175,7 @@ def get_fashion_mnist(dest: str | os.PathLike | None = None) -> Path | None:
             if not _verify_existing(dest, s, sha, "Debian's dataset-fashion-mnist")]
     for stem in todo:
         p = idx_path(src, stem)
+        assert p is not None  # missing_in(src) was empty above
         got = content_sha256(p)
         if got != FASHION_MNIST_SHA256[stem]:
             raise DataError(f"{p} has sha256 {got} (uncompressed), expected {FASHION_MNIST_SHA256[stem]}; "
@@ -176,6 +183,8 @@ def get_fashion_mnist(dest: str | os.PathLike | None = None) -> Path | None:
     if todo:
         dest.mkdir(parents=True, exist_ok=True)
         for stem in todo:
-            _install(idx_path(src, stem), dest)
+            p = idx_path(src, stem)
+            assert p is not None  # missing_in(src) was empty above
+            _install(p, dest)
     return dest
 

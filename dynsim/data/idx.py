@@ -18,7 +18,7 @@ from dynsim.data.dataset import DataError
 
 __all__ = ["read_idx", "idx_bytes", "content_sha256", "idx_sha256"]
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),

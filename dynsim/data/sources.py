@@ -49,7 +49,11 @@ def idx_uint8(name: str, data_dir: str | os.PathLike | None) -> tuple[Path, dict
     """The folder used and ``{"train": (x, y), "test": (x, y)}`` as checked uint8 arrays, x (N, H, W)."""
     d = find_dir(name, data_dir)
     hint = GET_HINT[name]
-    paths = {s: idx_path(d, s) for s in IDX_FILES}
+    paths = {}
+    for s in IDX_FILES:
+        p = idx_path(d, s)
+        assert p is not None  # find_dir returns a folder holding every file
+        paths[s] = p
     _check_not_swapped(name, paths["train-labels-idx1-ubyte"])
     arrays = {s: read_idx(p, hint=hint) for s, p in paths.items()}
     split = {}

@@ -40,7 +40,8 @@ class ProgressLog:
     """Without a bar: a line per batch of chunks, at most every :data:`LOG_EVERY` seconds, with the ETA."""
 
     def __init__(self, what: str, total: int, done: int, n_chunks: int, chunks_done: int, unit: str):
-        self.what, self.total, self.done, self.unit = what, total, done, unit
+        self.what, self.total, self.unit = what, total, unit
+        self.done: float = done
         self.n_chunks, self.chunks = n_chunks, chunks_done
         self.t0 = self.last = time.perf_counter()
         self.start = done

@@ -106,7 +106,7 @@ def _parse_points(grid: Sequence) -> Grid:
             if not isinstance(as_axis(k, v), float):
                 raise ValueError(f"grid point {dict(p)}: {k} must be a number")
     points = [{k: float(v) for k, v in p.items()} for p in grid]
-    coords = {"config": (("config",), np.arange(len(points)))}
+    coords: dict[str, tuple[tuple[str, ...], np.ndarray]] = {"config": (("config",), np.arange(len(points)))}
     coords.update({k: (("config",), np.array([p[k] for p in points])) for k in sorted(keys)})
     return Grid(["config"], coords, {}, {}, points)
 

@@ -263,7 +263,9 @@ def _rate_optimum(rows: _Rows, refine: bool, refine_steps: int, refine_window, t
         status = np.where((status == "ok") & ~floored, "unconverged", status).astype(object)
         if np.all(floored | ~valid) and np.any(floored):
             # the pilot samples its series every `sample` steps: the floor lies before the next sample
-            sample = float(np.diff(_metrics.fit_times(refine_steps, plan.options.every, False, False))[0])
+            every = plan.options.every
+            assert every is not None  # plan.options is resolved (make_plan)
+            sample = float(np.diff(_metrics.fit_times(refine_steps, every, False, False))[0])
             need = 2 * (float(np.max(fs[floored])) + sample)
             run_steps = int(min(refine_steps, max(512, 1 << int(np.ceil(np.log2(need))))))
 

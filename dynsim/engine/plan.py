@@ -19,6 +19,7 @@ from dynsim import metrics as _metrics
 from dynsim.checks import check_int
 from dynsim.engine.grid import parse_grid
 from dynsim.engine.problem import LandscapeSpec, fingerprint, resolve_landscape
+from dynsim.numerics import x64_enabled
 from dynsim.optim.spec import OptimizerSpec, resolve_optimizer
 
 __all__ = ["Plan", "make_plan", "plan_from_config", "DEFAULT_THETA0", "jsonable"]
@@ -232,8 +233,6 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
               landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
               default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
     """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments."""
-    import jax
-
     opt = resolve_optimizer(optimizer)
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid must be a mapping of names to arrays or scalars, got {type(grid).__name__}")
@@ -241,7 +240,7 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
     steps = _check_steps(steps)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
+    if dtype == "float64" and not x64_enabled():
         raise ValueError("dtype='float64' needs jax_enable_x64 (dynsim --x64)")
     landscape_params = dict(landscape_params or {})
     axes = {name: (parsed.coords[name][1] if name in parsed.coords else parsed.fixed.get(name, parsed.static.get(name)))

@@ -125,7 +125,7 @@ def _backend_up() -> bool:
 
 #: What ``import dynsim`` did about the XLA:CPU flags: ``"configured"`` (set them), ``"user"``
 #: (``XLA_FLAGS`` was set: left alone), ``"late"`` (JAX was already up: the first sweep warns).
-IMPORT_STATE = {"cpu": None, "warned": False}
+IMPORT_STATE: dict[str, str | bool | None] = {"cpu": None, "warned": False}
 
 
 def configure_at_import() -> str:

@@ -74,7 +74,9 @@ def plot_located(located, path, *, max_lines: int = 8) -> pathlib.Path | None:
     n_pan = 3 if exact is not None else 2
     fig, ax = plt.subplots(1, n_pan, figsize=(4.6 * n_pan, 3.8), constrained_layout=True)
     for j in lines:
-        pick = (lambda v: v) if j is None else (lambda v, j=j: v.isel({dims[1]: j}))
+        def pick(v, j=j):
+            return v if j is None else v.isel({dims[1]: j})
+
         label = None if j is None else f"{dims[1]} = {loc[dims[1]].values[j]:g}"
         (ln,) = ax[0].plot(x, pick(loc[star]).values, lw=1.6, label=label)
         if f"{star}_T" in loc:

@@ -122,7 +122,7 @@ def _instance_factory(key: int, inst: Landscape):
     return _INSTANCE_FACTORIES[key][1]
 
 
-def resolve_landscape(landscape, params: Mapping[str, Any] = ()) -> LandscapeSpec:
+def resolve_landscape(landscape, params: Mapping[str, Any] | tuple[()] = ()) -> LandscapeSpec:
     """A :class:`LandscapeSpec` from a name, a factory, an instance, a loss or an import path.
 
     ``params`` (the landscape parameters the sweep will pass, swept or fixed) tells a user

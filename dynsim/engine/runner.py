@@ -325,6 +325,7 @@ def run_job(job: Job, *, out=None, progress=True, chunks=None, stop_after=None, 
         _store.prepare(out, job.config, layout_meta, resume_only=True)  # raises, saying what is there
     lock = contextlib.nullcontext() if out is None else writing_store(out, lock_key(chunks, n_chunks), n_chunks)
     with lock:
+        write: _InMemory | _store.Writer
         if out is None:
             done, write = set(), _InMemory(job)
         else:
@@ -343,6 +344,7 @@ def run_job(job: Job, *, out=None, progress=True, chunks=None, stop_after=None, 
         finally:
             write.close()
     if out is None:
+        assert isinstance(write, _InMemory)  # set above for out=None
         return write.dataset()
     names = [v.name for v in job.variables]
     _store.check_chunks(out, _store.open_group(out), names, len(_store.read_done(out, n_chunks)))
@@ -435,6 +437,7 @@ def estimate(plan: Plan, *, devices=None, block_size=None, calibration_steps: in
     cs = plan.config["chunk_size"] or _layout.default_chunk_size(plan.n_points, plan.steps, len(plan.theta0),
                                                                  len(plan.metrics), n_dev)
     layout = _layout.make_layout(plan.shape, cs, n_dev, block)
+    assert plan.options.every is not None  # plan.options is resolved (make_plan)
     every = int(plan.options.every)
     cal_steps = min(plan.steps, max(int(calibration_steps), 3 * every))
     cal_steps -= cal_steps % every if cal_steps > every else 0

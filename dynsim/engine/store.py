@@ -42,12 +42,12 @@ import shlex
 import shutil
 import socket
 import time
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Literal, Mapping, NamedTuple
 
 try:
     import fcntl
 except ImportError:  # not POSIX: no advisory locks (documented in the module docstring)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # the optional-module idiom: None where not POSIX
 
 import numpy as np
 
@@ -243,7 +243,7 @@ def creating(out):
 # --------------------------------------------------------------------------- signals, progress
 
 
-_CRITICAL = {"depth": 0, "pending": []}
+_CRITICAL: dict[str, Any] = {"depth": 0, "pending": []}
 #: The store being written by this process: ``{"out": path, "n_chunks": n}`` (for interrupt messages).
 _LIVE: dict = {}
 
@@ -408,7 +408,7 @@ def create(out: pathlib.Path, coords: Mapping[str, tuple[tuple[str, ...], np.nda
     os.replace(tmp, out / CONFIG)
 
 
-def open_group(out: pathlib.Path, mode: str = "r+"):
+def open_group(out: pathlib.Path, mode: Literal["r", "r+", "a", "w", "w-"] = "r+"):
     import zarr
 
     try:

@@ -31,6 +31,7 @@ def save_config(out: pathlib.Path, name: str, config: Mapping[str, Any]) -> None
     import jax
 
     from dynsim import provenance
+    from dynsim.numerics import x64_enabled
 
     meta = {
         "figure": name,
@@ -38,14 +39,14 @@ def save_config(out: pathlib.Path, name: str, config: Mapping[str, Any]) -> None
         **provenance.revision(),
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0]),
-        "x64": bool(jax.config.jax_enable_x64),
+        "x64": x64_enabled(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "config": _jsonable(dict(config)),
     }
     (out / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def save_csv(path: pathlib.Path, columns: Mapping[str, Sequence[Any]]) -> None:
+def save_csv(path: pathlib.Path, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
     """Write equal-length columns to CSV (floats with full precision)."""
     names = list(columns)
     cols = [np.asarray(columns[n]) for n in names]
@@ -137,12 +138,12 @@ def _batched(loss):
     return jax.jit(jax.vmap(loss))
 
 
-def loss_contour(ax, loss, xlim, ylim, n: int = 240) -> None:
+def loss_contour(ax, loss, xlim: Sequence[float], ylim: Sequence[float], n: int = 240) -> None:
     """Grey contours of ``log10(L − min L + 0.01)`` of a 2-D ``loss`` on ``xlim × ylim`` (``n × n`` points)."""
     import jax.numpy as jnp
 
-    xs = np.linspace(*xlim, n)
-    ys = np.linspace(*ylim, n)
+    xs = np.linspace(xlim[0], xlim[1], n)
+    ys = np.linspace(ylim[0], ylim[1], n)
     X, Y = np.meshgrid(xs, ys)
     Z = np.asarray(_batched(loss)(jnp.stack([X.ravel(), Y.ravel()], -1))).reshape(X.shape)
     ax.contour(X, Y, np.log10(Z - Z.min() + 1e-2), levels=18, colors="0.75", linewidths=0.6)

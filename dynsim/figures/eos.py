@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import pathlib
 import time
+from typing import Any
 
 import numpy as np
 
@@ -241,8 +242,8 @@ def eos_sa(out: pathlib.Path, quick: bool = False) -> None:
     thr = lambda p: analysis.stability_threshold(p["learning_rate"], p["momentum"], p["sigma"])  # noqa: E731
     t0 = time.perf_counter()
     hess = Hessian(every, k=3, iters=iters)
-    common = dict(steps=steps, seeds=[0], train_subset=n_train, test_subset=100, eval_on=("train",),
-                  metrics_every=every, hessian=hess, progress=not quick)
+    common: dict[str, Any] = dict(steps=steps, seeds=[0], train_subset=n_train, test_subset=100,
+                                  eval_on=("train",), metrics_every=every, hessian=hess, progress=not quick)
     ds = train.train("super_accelerated", net, mnist, pts, **common)
     runs_all = _runs_from_train(ds, "?", pts, thr)
     for r in runs_all:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import pathlib
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -425,7 +426,8 @@ def _adam_sa_mnist(out: pathlib.Path, quick: bool, res) -> None:
     sigmas = [0.0, 2.0] if quick else [0.0, 0.9, 2.0, 4.0, 8.0]
     steps = 4 if quick else 200
     every = 2 if quick else 10
-    sub = dict(train_subset=500, test_subset=500) if quick else dict(train_subset=10000, test_subset=5000)
+    sub: dict[str, Any] = (dict(train_subset=500, test_subset=500) if quick
+                           else dict(train_subset=10000, test_subset=5000))
     try:
         from dynsim import training as train_mod
 

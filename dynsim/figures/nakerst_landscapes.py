@@ -204,9 +204,9 @@ def nakerst_fig3(out: pathlib.Path, quick: bool = False) -> None:
     ax.legend(fontsize=7, loc="upper right", framealpha=0.6)
     ax = fig.add_subplot(gs[2, 2])
     zoom = [k for k in ("σ=6", "σ=7") if cls[k][0] == "cycle"]
-    pts = np.concatenate([runs[k][-200:] for k in zoom] + [M[None]]) if zoom else M[None]
-    zx = (pts[:, 0].min() - 0.25, pts[:, 0].max() + 0.25)
-    zy = (pts[:, 1].min() - 0.25, pts[:, 1].max() + 0.25)
+    zpts = np.concatenate([runs[k][-200:] for k in zoom] + [M[None]]) if zoom else M[None]
+    zx = (zpts[:, 0].min() - 0.25, zpts[:, 0].max() + 0.25)
+    zy = (zpts[:, 1].min() - 0.25, zpts[:, 1].max() + 0.25)
     _io.loss_contour(ax, L.loss, zx, zy, n=80 if quick else 200)
     for k, c in zip(zoom, ("tab:orange", "tab:blue")):
         th = runs[k]
@@ -271,7 +271,7 @@ def nakerst_fig3(out: pathlib.Path, quick: bool = False) -> None:
     dips = {k: _dips(dist[k]) for k in ("σ=2", "σ=3", "σ=4")}
     c7 = [r for r in cyc_rows if r["sigma"] == 7.0]
     c6 = [r for r in cyc_rows if r["sigma"] == 6.0]
-    rows = [
+    table = [
         ["GD, heavy ball reach θ* in 180 steps?", "no, both fall short",
          f"no: ‖θ₁₈₀−θ*‖ = {_io.fmt(dist['gd'][steps])} (gd), {_io.fmt(dist['σ=0'][steps])} (σ=0)"],
         ["Nesterov σ=0.9 vs σ=2", "σ=2 much faster",
@@ -305,7 +305,7 @@ to {sweep_vs_sim_med:.1e} (median abs difference; worst {sweep_vs_sim:.1e}, at a
 "{worst_code}" — round-off differences between the two engines' loops are amplified there; divergence flags
 agree: {nan_agree}).
 
-{_io.markdown_table(["quantity", "paper", "ours"], rows)}
+{_io.markdown_table(["quantity", "paper", "ours"], table)}
 
 **Why the traps appear.** At θ* the Hessian of eq. (15) has eigenvalues {hess_min:.4f} and {hess_max:.3f}.
 Linearised there, the super-accelerated map is the 1-D companion map of each mode, which loses

@@ -92,8 +92,8 @@ def fig1(out: pathlib.Path, quick: bool = False) -> None:
         T = ds.timescale.sel(k_eta=ke, method="nearest").values
         for s, t in zip(sigma, T):
             rows.append((ke, s, t))
-    rows = np.array(rows)
-    _io.save_csv(out / "T_vs_sigma.csv", {"k_eta": rows[:, 0], "sigma": rows[:, 1], "T": rows[:, 2]})
+    t_rows = np.array(rows)
+    _io.save_csv(out / "T_vs_sigma.csv", {"k_eta": t_rows[:, 0], "sigma": t_rows[:, 1], "T": t_rows[:, 2]})
 
     # ---- plot
     plt = _io.pyplot()

@@ -117,6 +117,7 @@ def nakerst_fig5(out: pathlib.Path, quick: bool = False) -> None:
         part = _long_csv(None, r, labels, extra={"network": net.name.split(" ")[0]})
         csv = part if csv is None else {k: csv[k] + part[k] for k in csv}
     elapsed = time.perf_counter() - t0
+    assert csv is not None  # one part per network, and there are networks
     _io.save_csv(out / "nakerst_fig5.csv", csv)
 
     plt = _io.pyplot()

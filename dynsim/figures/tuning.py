@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pathlib
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,9 @@ def _spectrum_oracle(eig, lr, mu):
 def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     plt = _io.pyplot()
     t0 = time.perf_counter()
+    horizons: tuple[int, ...]
+    steps: tuple[int, ...]
+    land_n: tuple[int, ...]
     if quick:
         pairs = [(0.1, 0.9), (0.3, 0.5)]
         horizons = (100, 800)
@@ -181,8 +185,9 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     plt.close(fig)
 
     # ---- CSVs
-    rows = {"problem": [], "k_eta_or_eta": [], "momentum": [], "sigma_exact": [], "sigma_tuned": [],
-            "abs_error": [], "rho_optimal": [], "rho_at_tuned": []}
+    rows: dict[str, list[Any]] = {
+        "problem": [], "k_eta_or_eta": [], "momentum": [], "sigma_exact": [], "sigma_tuned": [],
+        "abs_error": [], "rho_optimal": [], "rho_at_tuned": []}
     for j, (ke_j, mu_j) in enumerate(pairs):
         rows["problem"].append("parabola")
         rows["k_eta_or_eta"].append(ke_j)
@@ -301,7 +306,7 @@ def _training_setup(quick: bool):
     if quick:
         ds = data_mod.load("digits")
         model = models.nielsen_mlp((10,), input_dim=64)
-        cfg = {"dataset": "digits", "n_train": 300, "n_val": 200, "model": model.name}
+        cfg: dict[str, Any] = {"dataset": "digits", "n_train": 300, "n_val": 200, "model": model.name}
     else:
         ds = data_mod.load("mnist")
         model = models.nielsen_mlp((30,))
@@ -334,11 +339,11 @@ def hypergrad_chaos(out: pathlib.Path, quick: bool = False) -> None:
         full[(eta, sigma)] = tune.horizon_hypergradients(problem, "super_accelerated", hp, seeds, steps, wrt=("sigma",))
         trunc[(eta, sigma)] = tune.truncated_hypergradients(problem, "super_accelerated", hp, seeds, trunc_h, trunc_T)
     # raw per-init values, so the figure and notes can be re-rendered without recomputing
+    per_setting: dict[str, Any] = {**{f"full_g_{i}": full[k]["sigma"] for i, k in enumerate(settings)},
+                                   **{f"full_val_{i}": full[k]["val_loss"] for i, k in enumerate(settings)},
+                                   **{f"trunc_g_{i}": trunc[k]["sigma"] for i, k in enumerate(settings)}}
     np.savez_compressed(out / "hypergrad_raw.npz", settings=np.array(settings), seeds=np.array(seeds),
-                        truncated_horizons=np.array(trunc_h), truncation=trunc_T,
-                        **{f"full_g_{i}": full[k]["sigma"] for i, k in enumerate(settings)},
-                        **{f"full_val_{i}": full[k]["val_loss"] for i, k in enumerate(settings)},
-                        **{f"trunc_g_{i}": trunc[k]["sigma"] for i, k in enumerate(settings)})
+                        truncated_horizons=np.array(trunc_h), truncation=trunc_T, **per_setting)
     cfg = {"quick": quick, **dcfg, "seeds": seeds, "steps": steps, "momentum": G,
            "settings_eta_sigma": settings, "truncation": trunc_T, "truncated_horizons": trunc_h,
            "derivative": "forward mode (jax.jvp) through the whole unroll; all horizons in one pass",
@@ -372,10 +377,10 @@ def _chaos_render(out: pathlib.Path, full: dict, trunc: dict, cfg: dict) -> None
     fig, ax = plt.subplots(2, 2, figsize=(13, 9))
     cols = ("eta", "sigma", "horizon", "val_loss_mean", "median_abs", "q10_abs", "q90_abs", "max_abs", "mean", "std",
             "sign_agreement", "snr_seed_mean")
-    rows = {k: [] for k in cols}
+    rows: dict[str, list[Any]] = {k: [] for k in cols}
     tcols = ("eta", "sigma", "horizon", "truncation", "median_abs", "max_abs", "mean", "std", "sign_agreement",
              "snr_seed_mean", "full_median_abs", "full_max_abs", "full_sign_agreement", "full_snr_seed_mean")
-    trows = {k: [] for k in tcols}
+    trows: dict[str, list[Any]] = {k: [] for k in tcols}
     summary = []
     for c, (key, res) in enumerate(full.items()):
         col = f"C{c}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+from typing import Any
 
 import jax
 import numpy as np
@@ -314,9 +315,10 @@ def table1(out: pathlib.Path, quick: bool = False) -> None:
              "Depend on ξ = (μK0rα + 1)/(2√(μK0rα))", "Middle-short",
              (MU * K0 * R_PEAK * 0.5 + 1) / (2 * math.sqrt(MU * K0 * R_PEAK * 0.5))),
         ]
-        rows, csv = [], {k: [] for k in ("model", "order", "zeta", "zeta_paper_formula", "overshoot_pct",
-                                          "peak", "peak_time", "settling_time_2pct", "settling_time_5pct",
-                                          "rise_time", "regime")}
+        rows: list[list[Any]] = []
+        csv: dict[str, list[Any]] = {k: [] for k in (
+            "model", "order", "zeta", "zeta_paper_formula", "overshoot_pct", "peak", "peak_time",
+            "settling_time_2pct", "settling_time_5pct", "rise_time", "regime")}
         fig, axp = plt.subplots(figsize=(7, 4))
         for name, kind, kw, p_order, p_over, p_settle, xi_paper in cases:
             num, den = C.closed_loop(kind, K0, R_PEAK, **kw)

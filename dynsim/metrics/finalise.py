@@ -44,12 +44,13 @@ def finalise(kern: Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc, 
         plateau = (stalled & (tail > 0.25 * math.log(float(jnp.finfo(dtype).eps)))
                    if kern.loss_mode else jnp.zeros((P,), bool))
         rate = -s_rate
-        if cfg.tangent_steps and want & {"rate", "rho"}:
+        tangent_steps = cfg.tangent_steps
+        if tangent_steps and want & {"rate", "rho"}:
             use = floored & ~plateau & state_ok
             # a real branch (lax.map over blocks): blocks with no floored point skip it
             r_tan = jax.lax.cond(jnp.any(use),
                                  lambda: tangent_rate(kern, zs, inner, count, theta0, acc["disp"],
-                                                       cfg.tangent_steps, cfg.window),
+                                                       tangent_steps, cfg.window),
                                  lambda: jnp.full((P,), jnp.nan, dtype))
             rate = jnp.where(use, r_tan, rate)
         unfit = ~jnp.isfinite(rate) | plateau
@@ -88,6 +89,7 @@ def finalise(kern: Kernel, metrics, steps: int, cfg: MetricConfig, d0, zs, acc, 
             f = f | jnp.where(floored & ~settled & ~bad, bit["eps_below_floor"], 0)
         out["flags"] = f.astype(dtype)
     if kern.settle:
+        assert settled is not None  # set above under the same condition
         out["steps_to_eps"] = jnp.where(settled, last + 1, nanf)
     if kern.over:
         ld0 = jnp.log(jnp.where(d0 > 0, d0, 1.0))

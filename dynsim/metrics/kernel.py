@@ -115,6 +115,7 @@ def make_kernel(build: Callable, landscape_factory: Callable, cfg: MetricConfig,
     """
     P, dtype = theta0.shape[0], theta0.dtype
     renormalise = cfg.renormalise
+    assert isinstance(renormalise, bool)  # cfg is resolved (run_metrics)
 
     def point_init(hp, lp, th0):
         rule, land = build(hp, lp)

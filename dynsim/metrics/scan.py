@@ -178,6 +178,7 @@ def init_accumulators(kern: Kernel, x0, u0, inner0, n_times: int):
 def scan_run(kern: Kernel, cfg: MetricConfig, steps: int, carry, stride: int, xs):
     """All steps: full fit segments in a scan, then the tail."""
     every, unroll = cfg.every, cfg.unroll
+    assert every is not None  # cfg is resolved (run_metrics)
     F = every * stride
     n_fit_full = steps // F
     tail = steps - n_fit_full * F

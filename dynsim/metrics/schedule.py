@@ -22,6 +22,7 @@ def series_bytes_per_point(steps: int, cfg: MetricConfig, dtype, theta_dim: int)
     ``cfg`` is resolved (:meth:`MetricConfig.resolved`)."""
     if cfg.renormalise:
         return 0
+    assert cfg.every is not None  # resolved
     n = len(fit_times(steps, cfg.every, False, False))
     return (n + 6 * theta_dim) * np.dtype(dtype).itemsize
 
@@ -75,6 +76,7 @@ def fit_schedule(steps: int, cfg: MetricConfig, per_step: bool, dtype):
     ``xs`` holds, per fit checkpoint ``j = 1..n``, its index (where an unrescaled run stores
     its series) and, when renormalising, the least-squares coefficients of the online fits.
     """
+    assert cfg.every is not None and isinstance(cfg.renormalise, bool)  # cfg is resolved (run_metrics)
     stride = fit_stride(steps, cfg.every, cfg.renormalise, per_step, cfg.fit_every)
     times = checkpoint_times(steps, cfg.every * stride)
     xs = {"j": jnp.arange(1, len(times), dtype=jnp.int32)}

@@ -77,7 +77,7 @@ def times(t0, dt, steps, save_every: int = 1):
     return t0 + dt * jnp.arange(0, steps + 1, save_every)
 
 
-def euler(f: VectorField, y0, t0, dt, steps: int, params=None, *, save_every: int = 1,
+def euler(f: VectorField | SecondOrder, y0, t0, dt, steps: int, params=None, *, save_every: int = 1,
           final_only: bool = False):
     r"""Explicit Euler ``y_{n+1} = y_n + dt·f(t_n, y_n)`` (order 1).
 
@@ -91,7 +91,7 @@ def euler(f: VectorField, y0, t0, dt, steps: int, params=None, *, save_every: in
     return _integrate(step, y0, t0, dt, steps, save_every, final_only)
 
 
-def rk4(f: VectorField, y0, t0, dt, steps: int, params=None, *, save_every: int = 1,
+def rk4(f: VectorField | SecondOrder, y0, t0, dt, steps: int, params=None, *, save_every: int = 1,
         final_only: bool = False):
     r"""Classical fourth-order Runge–Kutta with fixed step ``dt`` (global error ``O(dt⁴)``).
 

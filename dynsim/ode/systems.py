@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 PyTree = Any
-VectorField = Callable[[Any, PyTree, Any], PyTree]
+VectorField = Callable[..., PyTree]  # f(t, y, params), params often optional (default None)
 
 __all__ = [
     "SecondOrder",
@@ -38,8 +38,8 @@ class SecondOrder(NamedTuple):
     :func:`rk4` and :func:`euler` integrate it too.
     """
 
-    force: Callable[[Any, PyTree, Any], PyTree]
-    friction: Callable[[Any, Any], Any]
+    force: Callable[..., PyTree]  # force(t, x, params), params often optional
+    friction: Callable[..., Any]  # friction(t, params), params often optional
 
     def __call__(self, t, y, params=None):
         x, v = y
@@ -184,7 +184,7 @@ def _oscillator_xv(t, A, B, x0, v0):
     return x, v
 
 
-def _oscillator_exact(t, A, B, x0, v0, velocity):
+def _oscillator_exact(t, A, B, x0, v0, *, velocity):
     x, v = _oscillator_xv(t, A, B, x0, v0)  # one compiled kernel instead of ~50 dispatches
     return (x, v) if velocity else x
 

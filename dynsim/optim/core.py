@@ -36,7 +36,7 @@ class LookaheadState(NamedTuple):
 
     velocity: PyTree
     inner: PyTree
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # a field named like tuple.count (optax's name)
 
 
 def _constant(x: Scalar) -> Callable[[jax.Array], Scalar]:

@@ -83,7 +83,7 @@ def scale_by_rms_sa(decay: Scalar, eps: Scalar) -> optax.GradientTransformation:
 class AdamState(NamedTuple):
     mu: PyTree
     nu: PyTree
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # a field named like tuple.count (optax's name)
 
 
 def scale_by_adam_sa(b1: Scalar, b2: Scalar, eps: Scalar) -> optax.GradientTransformation:

@@ -79,6 +79,7 @@ def run(problem: Problem, placement: Placement, *, out=None, chunks=None, progre
         check_stored_layout(out)
     ds = run_job(job, out=out, chunks=chunks, progress=progress, stop_after=stop_after, resume_only=resume_only,
                  source=source, source_text=source_text)
+    assert isinstance(job.run, ChunkRunner)  # make_job's runner
     ds.attrs["compile_seconds"] = job.run.compile_seconds
     ds.attrs["n_chunks"] = job.layout.n_chunks
     return ds

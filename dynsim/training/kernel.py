@@ -195,23 +195,26 @@ def hessian_metrics(spec: ProgramSpec, rule, c, x, y, seed, record, unroll: bool
     ``unroll=True`` unrolls the Lanczos and batch loops (:mod:`dynsim.training.host`).
     """
     dtype = jnp.dtype(spec.dtype)
-    point = (c["params"] if spec.hessian.at == "lookahead"
+    hess = spec.hessian
+    assert hess is not None  # called only for programs that record the Hessian
+    point = (c["params"] if hess.at == "lookahead"
              else rule.to_paper(c["params"], c["opt_state"]))
     key = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 2), record)
     mv = functools.partial(_train_hvp, spec, x, y, point, unroll=unroll)
-    res = hessian_mod.lanczos_top_k(mv, point, spec.hessian.k, spec.hessian.iters, key, unroll=unroll or 1)
+    res = hessian_mod.lanczos_top_k(mv, point, hess.k, hess.iters, key, unroll=unroll or 1)
     out = {"sharpness": res.eigenvalues[0], "sharpness_residual": res.residuals[0],
            "hessian_eigenvalues": res.eigenvalues}
     if spec.preconditioned:
         pmv = hessian_mod.preconditioned_matvec(mv, preconditioner(rule, c["opt_state"]))
         out["preconditioned_sharpness"] = hessian_mod.lanczos_top_k(
-            pmv, point, 1, spec.hessian.iters, jax.random.fold_in(key, 1), unroll=unroll or 1).eigenvalues[0]
+            pmv, point, 1, hess.iters, jax.random.fold_in(key, 1), unroll=unroll or 1).eigenvalues[0]
     return nan_if_diverged(c, {k: v.astype(dtype) for k, v in out.items()})
 
 
 def hessian_nan(spec: ProgramSpec) -> dict:
     """A Hessian record of NaN (records between two Hessian records, and the step-0 record's skip)."""
     dtype = jnp.dtype(spec.dtype)
+    assert spec.hessian is not None  # called only for programs that record the Hessian
     out = {"sharpness": jnp.nan, "sharpness_residual": jnp.nan,
            "hessian_eigenvalues": jnp.full((spec.hessian.k,), jnp.nan)}
     if spec.preconditioned:

@@ -22,6 +22,7 @@ from dynsim.hessian import Hessian
 from dynsim.imports import import_object
 from dynsim.models import Model
 from dynsim.models import get as get_model
+from dynsim.numerics import x64_enabled
 from dynsim.optim.spec import OptimizerSpec, resolve_optimizer
 from dynsim.training.spec import EVAL_SETS, ProgramSpec
 
@@ -73,7 +74,7 @@ def resolve(optimizer, model, dataset, grid, *, steps=None, epochs=None, batch_s
     seed_list = parse_seeds(seeds)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
+    if dtype == "float64" and not x64_enabled():
         raise ValueError("dtype='float64' needs jax_enable_x64 (dynsim --x64)")
     eval_on = tuple(eval_on)
     bad = [e for e in eval_on if e not in EVAL_SETS]
@@ -154,13 +155,14 @@ def optimizer_grid(grid, opt: OptimizerSpec) -> Grid:
     if not opt.builtin:
         check_user_optimizer(opt, g.points[0], g.static)
         return g
+    assert names is not None  # a builtin rule names its hyperparameters (no **kwargs)
     need = [n for n in names if n not in g.static]
     missing = [n for n in need if n not in g.points[0] and n not in opt.defaults]
     if missing:
         raise ValueError(f"grid: {opt.name} needs {missing} (given {sorted(g.points[0])})")
     full = []
     for p in g.points:
-        q = {n: p.get(n, opt.defaults.get(n)) for n in need}
+        q = {n: p[n] if n in p else opt.defaults[n] for n in need}  # each is in one (checked above)
         try:
             opt.factory(**q, **g.static)  # concrete values: the rule's own checks, with its message
         except ValueError as e:

@@ -56,7 +56,7 @@ def record_names(spec: ProgramSpec) -> dict[str, tuple[int, ...]]:
 
     Known without tracing (a trace is a compile); a test checks it against the program.
     """
-    out = {}
+    out: dict[str, tuple[int, ...]] = {}
     for part, on in (("train", spec.eval_train), ("test", spec.eval_test)):
         if on:
             out[f"{part}_loss"] = ()

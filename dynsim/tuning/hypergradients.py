@@ -272,7 +272,8 @@ def truncated_hypergradients(
         raise ValueError(f"truncation={truncation!r} must be an int >= 1")
     p0 = _stack_seeds(problem, seeds)
     hp = {k: jnp.asarray(v, problem.x_train.dtype) for k, v in hparams.items()}
-    vals, grads = [], {k: [] for k in wrt}
+    vals: list[np.ndarray] = []
+    grads: dict[str, list[np.ndarray]] = {k: [] for k in wrt}
     for h in horizons:
         v, t = _horizon_jvp(problem, optimizer, int(h), wrt, truncation)(hp, p0)
         vals.append(np.asarray(v))

@@ -73,7 +73,8 @@ def displacement(theta: PyTree, minimum=None) -> PyTree:
         minimum = minimum.minimum
     if minimum is None:
         return theta
-    if jax.tree.structure(minimum) == jax.tree.structure(theta):
+    m_def: Any = jax.tree.structure(minimum)  # Any: jaxlib's PyTreeDef has no comparison in its stubs
+    if m_def == jax.tree.structure(theta):
         return jax.tree.map(lambda t, m: t - jnp.broadcast_to(jnp.asarray(m, t.dtype), t.shape), theta, minimum)
     return jax.tree.map(lambda t: t - jnp.broadcast_to(jnp.asarray(minimum, t.dtype), t.shape), theta)
 

@@ -258,8 +258,10 @@ def minimize(
     fx = {k: jnp.broadcast_to(jnp.asarray(v, jnp.result_type(float)), (n_starts,)) for k, v in fixed.items()}
     names = tuple(z)
     do_refine = refine and len(names) == 1 and bisect_iters > 0
-    hist_v, hist_p, stage_ends = [], {k: [] for k in names}, []
-    stage_params = {k: [] for k in names}
+    hist_v: list[np.ndarray] = []
+    hist_p: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    stage_ends: list[int] = []
+    stage_params: dict[str, list[np.ndarray]] = {k: [] for k in names}
     refined = np.zeros(n_starts, bool)
     vals = okg = None
     for f, n_it in zip(stages, stage_steps):
@@ -315,7 +317,8 @@ def _optax_stage(f, stx, z, fx, transforms, n_it: int, label: str, progress: boo
     vg = jax.jit(jax.vmap(jax.value_and_grad(lambda z_i, fx_i: f({**constrain(z_i, transforms), **fx_i}))))
     tx_step = jax.jit(jax.vmap(_tx_step(stx)))
     st = jax.vmap(stx.init)(z)
-    vs, ps = [], {k: [] for k in z}
+    vs: list[np.ndarray] = []
+    ps: dict[str, list[np.ndarray]] = {k: [] for k in z}
     for _ in tqdm(range(n_it), desc=label, disable=not progress):
         v, g = vg(z, fx)
         vs.append(np.asarray(v))

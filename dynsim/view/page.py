@@ -21,14 +21,18 @@ _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#
 
 def _heatmap(page: PageData, src: dict[str, Any], nx: int, ny: int, sa_quad: bool):
     """The heatmap figure with its colour bar, overlays and tap marker; ``(fig, heat, cmap)``."""
-    from bokeh.models import ColorBar, CustomJSTickFormatter, LinearColorMapper, TapTool
+    from bokeh.models import CustomJSTickFormatter, LinearColorMapper, TapTool
+    from bokeh.models.annotations import ColorBar  # the same class; bokeh.models' stubs omit it
     from bokeh.palettes import Viridis256
     from bokeh.plotting import figure
 
     cmap = LinearColorMapper(palette=Viridis256, nan_color="#dddddd")
+    # bokeh's stubs are narrower than bokeh: ranges may be (start, end) tuples, image() takes a colour mapper
     fig = figure(name="heatmap", width=620, height=520, tools="tap,pan,wheel_zoom,box_zoom,reset,save",
-                 toolbar_location="above", x_range=(-0.5, nx - 0.5), y_range=(-0.5, ny - 0.5))
-    heat = fig.image(image="image", x=-0.5, y=-0.5, dw=nx, dh=ny, color_mapper=cmap, source=src["img"])
+                 toolbar_location="above",
+                 x_range=(-0.5, nx - 0.5), y_range=(-0.5, ny - 0.5))  # type: ignore[arg-type]
+    heat = fig.image(image="image", x=-0.5, y=-0.5, dw=nx, dh=ny,
+                     color_mapper=cmap, source=src["img"])  # type: ignore[call-arg]
     fig.add_layout(ColorBar(color_mapper=cmap, width=12), "right")
     if sa_quad:  # the closed forms exist only there
         fig.line("x", "y", source=src["exact"], color="black", line_dash="dashed", line_width=2,
@@ -41,7 +45,9 @@ def _heatmap(page: PageData, src: dict[str, Any], nx: int, ny: int, sa_quad: boo
     legend = fig.legend[0]
     legend.orientation = "horizontal"
     fig.add_layout(legend, "below")  # beside the data, not over it
-    fig.select(TapTool).behavior = "inspect"  # taps report the point; nothing gets "selected"
+    for tool in fig.select(TapTool):
+        assert isinstance(tool, TapTool)
+        tool.behavior = "inspect"  # taps report the point; nothing gets "selected"
     fig.xaxis[0].formatter = CustomJSTickFormatter(code=JS_TICKS, args={"img": src["img"], "axis": "xv"})
     fig.yaxis[0].formatter = CustomJSTickFormatter(code=JS_TICKS, args={"img": src["img"], "axis": "yv"})
     return fig, heat, cmap
@@ -60,18 +66,23 @@ def _line_figure(src: dict[str, Any]):
     return linefig
 
 
+def _options(values) -> list[str | tuple[Any, str]]:
+    """``values`` as a Select's options: a list of the element type bokeh's stubs name."""
+    return list(values)
+
+
 def _widgets(page: PageData, var: str, xdim: str, ydim: str | None) -> dict[str, Any]:
     """The selectors (variable, axes, line direction, one per other dimension) and the two notes."""
-    from bokeh.models import Div, Select
+    from bokeh.models.widgets import Div, Select  # the same classes; bokeh.models' stubs omit them
 
     sel0 = page.default_selection()
     axes = page.axes_of(var)
     return {
-        "varsel": Select(title="variable", value=var, options=page.variables, name="sel-var"),
-        "xsel": Select(title="x", value=xdim, options=axes, name="sel-x"),
-        "ysel": Select(title="y", value=ydim or "", options=axes if len(axes) > 1 else [""], name="sel-y"),
-        "alongsel": Select(title="line along", value="x", options=["x", "y"], name="sel-along"),
-        "sels": {d: Select(title=d, value=sel0[d], options=page.options[d], name=f"sel-{d}")
+        "varsel": Select(title="variable", value=var, options=_options(page.variables), name="sel-var"),
+        "xsel": Select(title="x", value=xdim, options=_options(axes), name="sel-x"),
+        "ysel": Select(title="y", value=ydim or "", options=_options(axes if len(axes) > 1 else [""]), name="sel-y"),
+        "alongsel": Select(title="line along", value="x", options=_options(["x", "y"]), name="sel-along"),
+        "sels": {d: Select(title=d, value=sel0[d], options=_options(page.options[d]), name=f"sel-{d}")
                  for d in page.dims if page.ds.sizes[d] > 1 or d == "seed"},
         "note": Div(text="", name="note", width=600),
         "pointnote": Div(text="Click a cell of the heatmap.", name="pointnote", width=520),
@@ -119,10 +130,10 @@ def _curve_panels(page: PageData, curves, hessian) -> list:
     curves.data = {k: v[:0] for k, v in empty["curves"].items()}
     hessian.data = {k: v[:0] for k, v in empty["hessian"].items()}
     curvefigs = []
-    for title, src, vs in (("loss", curves, ("train_loss", "test_loss")),
+    for title, src, names in (("loss", curves, ("train_loss", "test_loss")),
                            ("accuracy", curves, ("train_accuracy", "test_accuracy")),
                            ("sharpness", hessian, ("sharpness",))):
-        vs = [v for v in vs if f"{v}_0" in src.data]
+        vs = [v for v in names if f"{v}_0" in src.data]
         if not vs:
             continue
         f = figure(name=f"curve-{title}", width=420, height=280, title=f"{title} (seed 0 solid, others dashed)",
@@ -151,7 +162,8 @@ def build(page: PageData, *, live: bool = False):
     (:func:`dynsim.view.serve`).
     """
     from bokeh.layouts import column, row
-    from bokeh.models import ColumnDataSource, CustomJS, Div
+    from bokeh.models import ColumnDataSource, CustomJS
+    from bokeh.models.widgets import Div  # the same class; bokeh.models' stubs omit it
 
     if live == page.static:
         raise ValueError("build(live=True) needs a PageData(static=False), and live=False a static one")
@@ -192,6 +204,7 @@ def build(page: PageData, *, live: bool = False):
     if page.kind == "train":
         panels = curvefigs
     if not live:
+        assert store is not None  # page.embedded() above
         slice_cb = CustomJS(code=JS_STATIC_SLICE, args=dict(store=store, meta=meta, img=img, varsel=w["varsel"],
                                                             xsel=w["xsel"], ysel=w["ysel"], sels=sels))
         for widget in (w["varsel"], w["xsel"], w["ysel"], *sels.values()):

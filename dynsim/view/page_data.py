@@ -138,7 +138,8 @@ class PageData:
         da = self.ds[var]
         if xdim not in da.dims or (ydim is not None and ydim not in da.dims) or xdim == ydim:
             raise ValueError(f"{var!r} has dims {da.dims}; cannot show it over ({xdim}, {ydim})")
-        index, reduce, fixed = {}, {}, {}
+        index: dict[str, int | slice] = {}
+        reduce, fixed = {}, {}
         for d in da.dims:
             if d in (xdim, ydim):
                 continue
@@ -190,12 +191,12 @@ class PageData:
                 out[d] = float(coord_value(self.ds, d, idx[d]))
         return out
 
-    def trajectory(self, idx: Mapping[str, int]) -> dict[str, dict[str, list]]:
+    def trajectory(self, idx: Mapping[str, int]) -> dict[str, Any]:
         """A landscape point's run, live: ``{"loss": {step, loss}, "phase": {x, y, xlabel, ylabel}}``."""
-        import jax
         import jax.numpy as jnp
 
         from dynsim.engine.plan import plan_from_config
+        from dynsim.numerics import x64_enabled
         from dynsim.run import simulate
 
         plan = plan_from_config(self.config)
@@ -208,7 +209,7 @@ class PageData:
             rule_kw["learning_rate"] = hyper["k_eta"] / k
         rule = plan.optimizer.build(**rule_kw, **plan.static_hyper)
         steps = int(min(plan.steps, MAX_TRAJ_STEPS))
-        dtype = jnp.float64 if plan.dtype == "float64" and jax.config.jax_enable_x64 else jnp.float32
+        dtype = jnp.float64 if plan.dtype == "float64" and x64_enabled() else jnp.float32
         traj = simulate(rule, built, jnp.asarray(plan.theta0, dtype), steps)
         loss = np.asarray(traj.loss, np.float64)
         if built.min_loss is not None:
@@ -274,19 +275,19 @@ class PageData:
             sub = np.asarray(da.isel({d: slice(None, None, self.strides[d]) for d in da.dims}).values,
                              dtype=np.float32)
             arrays[v] = {"dims": list(da.dims), "shape": list(sub.shape), "data": sub.ravel()}
-        curves = None
+        curves: dict[str, Any] | None = None
         if self.kind == "train":
             grid = [d for d in self.config.get("grid", {}) if d in self.ds.dims]
             n_points = math.prod(len(self.indices(d)) for d in grid)
             per = sum(v in self.ds for v in _CURVE_VARS) * self.ds.sizes["seed"] * \
                 min(self.ds.sizes["step"], MAX_CURVE)
             if n_points * per <= STATIC_CURVE_BUDGET:
-                curves = {}
+                table = {}
                 for flat in range(n_points):
                     pos = np.unravel_index(flat, [len(self.indices(d)) for d in grid])
                     idx = {d: self.indices(d)[int(p)] for d, p in zip(grid, pos)}
-                    curves[",".join(str(int(idx[d])) for d in grid)] = self.curves(idx)
-                curves = {"grid": grid, "table": curves}
+                    table[",".join(str(int(idx[d])) for d in grid)] = self.curves(idx)
+                curves = {"grid": grid, "table": table}
         return {"arrays": arrays, "curves": curves}
 
 
