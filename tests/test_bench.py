@@ -3,6 +3,7 @@ import json
 
 import jax
 import numpy as np
+import pytest
 
 import dynsim
 from dynsim import bench, cli, data
@@ -20,6 +21,7 @@ def test_numpy_reference_matches_the_sweep_and_closed_form():
     np.testing.assert_array_equal(ref["diverged"], ds.diverged.values.ravel())
 
 
+@pytest.mark.slow
 def test_bench_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert cli.main(["bench", "--points", "3000", "--steps", "256", "--repeats", "2", "--out", str(out)]) == 0
@@ -62,6 +64,7 @@ def test_bench_train_prints_text_and_writes_json(monkeypatch, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == result
 
 
+@pytest.mark.slow
 def test_benchmark_reports_both_rates():
     from dynsim.bench import training
 

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("bokeh")
 
 
+@pytest.mark.slow
 def test_cli_refuses_bad_input_in_one_line(land_store, tmp_path):
     def run(*argv):
         return subprocess.run([*processes.DYNSIM, "view", *map(str, argv)], env=processes.env(),

@@ -56,17 +56,12 @@ def test_bad_locate_arguments(kwargs, match):
         dynsim.locate(ds, kwargs.pop("over", "learning_rate"), **kwargs)
 
 
-def _train(model, dataset, optimizer, grid, **kw):
-    """The one call of dynsim.train here (its argument order is being changed on another branch)."""
-    return dynsim.train(model, dataset, optimizer, grid, **kw)
-
-
 def test_locate_the_best_learning_rate_of_a_training_result_by_final_test_loss():
     d = data.load("digits")
     tiny = d._replace(x_train=d.x_train[:120], y_train=d.y_train[:120], x_test=d.x_test[:40], y_test=d.y_test[:40])
     lrs = np.array([0.1, 1.0, 3.0, 10.0, 30.0])
-    ds = _train(models.nielsen_mlp((5,), input_dim=64), tiny, "gd", {"learning_rate": lrs}, steps=12,
-                metrics_every=4, eval_on=("test",), dtype="float64", progress=False)
+    ds = dynsim.train("gd", models.nielsen_mlp((5,), input_dim=64), tiny, {"learning_rate": lrs}, steps=12,
+                      metrics_every=4, eval_on=("test",), dtype="float64", progress=False)
     loc = dynsim.locate(ds, "learning_rate", by="test_loss")
     assert (loc.status.values == "ok").all(), ds.test_loss.isel(step=-1).values
     final = ds.test_loss.isel(step=-1).transpose("seed", "learning_rate").values

@@ -148,6 +148,7 @@ def my_landscape(a=1.0, b=100.0):
     return Landscape("mine", loss, jnp.stack([jnp.asarray(a), jnp.asarray(a) ** 2]), None, {"a": a, "b": b})
 
 
+@pytest.mark.slow
 def test_user_factory_parameter_is_a_grid_axis():
     # η·k_max stays inside the stable range (Rosenbrock's curvature at the minimum is ~8·b·a²)
     grid = {"learning_rate": 2e-4, "momentum": 0.9, "sigma": np.array([0.0, 1.0]), "a": np.array([0.5, 1.0, 1.5])}
@@ -174,6 +175,7 @@ def test_loss_with_keyword_parameters_is_sweepable():
     np.testing.assert_allclose(ds.rate.values, -np.log(np.abs(1 - 2 * 0.1 * np.array([0.5, 1.0, 2.0]))), rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_locate_along_any_axis_of_a_user_problem():
     """argmax of the rate over the learning rate of GD on a user quadratic: η* = 1/k exactly (ρ = 0)...
 

@@ -395,6 +395,7 @@ def test_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tmp_path, ca
     assert announced == f"chunks: {n:,} of 700 points"
 
 
+@pytest.mark.slow
 def test_dry_run_of_a_training_config_estimates_from_one_chunk_and_writes_nothing(tmp_path, capsys):
     cfg = _config(tmp_path, "train.toml", text=TRAIN)
     d = tmp_path / "never"

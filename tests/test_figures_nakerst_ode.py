@@ -1,8 +1,10 @@
 """Quick run of nakerst-fig2bc: the ODE coefficients (9)-(11), the exact σ* and the brute-force minimiser."""
 import numpy as np
+import pytest
 from figure_smoke import read_csv, run_quick
 
 
+@pytest.mark.slow
 def test_fig2bc_quick(tmp_path):
     out, notes = run_quick("nakerst-fig2bc", tmp_path)
     k, g, s = 0.01, 0.9, 1.0

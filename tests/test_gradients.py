@@ -184,6 +184,7 @@ def test_one_sided_derivatives_at_the_kink():
     assert 0 < g1 < g4 and 3.0 < g4 / g1 < 5.0
 
 
+@pytest.mark.slow
 def test_float32_smoothed_rate_does_not_underflow():
     k_eta, mu, sigma, steps = 0.1, 0.9, 0.0, 20000
     land = landscapes.quadratic(1.0)
@@ -277,6 +278,7 @@ HP = {"learning_rate": 0.8, "momentum": 0.9, "sigma": 3.0}
 WRT = ("learning_rate", "momentum", "sigma")
 
 
+@pytest.mark.slow
 def test_hypergradient_matches_finite_differences(tiny_problem):
     steps = 6
     v, g = tune.hypergradient(tiny_problem, "super_accelerated", HP, [0, 1], steps, wrt=WRT)

@@ -36,6 +36,7 @@ def _dense_eigvalsh(loss, params):
     return np.linalg.eigvalsh(np.asarray(h, np.float64))[::-1]
 
 
+@pytest.mark.slow
 def test_hvp_is_dense_hessian_times_vector(small_net, rng):
     loss, params = small_net(jnp.float64)
     flat, unravel = ravel_pytree(params)
@@ -45,6 +46,7 @@ def test_hvp_is_dense_hessian_times_vector(small_net, rng):
     np.testing.assert_allclose(got, h @ v, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_lanczos_top3_matches_eigvalsh_float64(small_net):
     loss, params = small_net(jnp.float64)
     ref = _dense_eigvalsh(loss, params)[:3]
@@ -64,6 +66,7 @@ def test_lanczos_top3_matches_eigvalsh_float64(small_net):
     assert abs(float(hessian.sharpness(loss, params, iters=40)) - ref[0]) < 1e-4 * ref[0]
 
 
+@pytest.mark.slow
 def test_lanczos_top3_float32_within_rounding_tolerance(small_net):
     """float32: the HVP itself carries rounding ~ ε₃₂·‖H‖ times a modest accumulation factor (sums
     over 200 examples × 10 outputs, two passes); Lanczos adds nothing once converged. Measured
@@ -88,6 +91,7 @@ def test_quadratic_nd_every_eigenvalue_when_iters_reach_dim(rotation_seed):
     assert np.all(np.isfinite(np.asarray(got)))
 
 
+@pytest.mark.slow
 def test_vmapped_lanczos_equals_loop(small_net):
     """Three models' parameters (and keys) vmapped == each one alone."""
     loss, _ = small_net(jnp.float64)
@@ -108,6 +112,7 @@ def test_vmapped_lanczos_equals_loop(small_net):
         np.testing.assert_allclose(pb[i], one, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_preconditioned_sharpness_is_top_eigenvalue_of_p_inverse_h(small_net, rng):
     loss, params = small_net(jnp.float64)
     flat, unravel = ravel_pytree(params)
@@ -118,6 +123,7 @@ def test_preconditioned_sharpness_is_top_eigenvalue_of_p_inverse_h(small_net, rn
     np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_deterministic_in_key_and_bad_arguments(small_net):
     loss, params = small_net(jnp.float64)
     a = hessian.top_eigenvalues(loss, params, 2, iters=8, key=jax.random.PRNGKey(5))

@@ -56,6 +56,7 @@ def test_two_argument_forms_broadcast_by_name(name):
         np.testing.assert_array_equal(g.values, np.asarray(w))
 
 
+@pytest.mark.slow
 def test_curvature_forms_and_spectrum_forms():
     for name in ("stable_curvature_interval", "stability_threshold", "preconditioned_stability_threshold"):
         got = getattr(analysis, name)(LR, G, SIGMA)

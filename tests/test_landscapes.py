@@ -26,6 +26,7 @@ def test_nakerst2d_minimum():
     assert float(land.loss(jnp.asarray(m))) <= best + 1e-9
 
 
+@pytest.mark.slow
 def test_linear_regression_recipe_and_hessian():
     land = landscapes.linear_regression()
     assert land.minimum.shape == (51,)

@@ -188,6 +188,7 @@ def test_landscape_with_a_minimum_away_from_zero(c):
         assert not unreached.any()
 
 
+@pytest.mark.slow
 def test_plateau_of_an_unknown_positive_minimum_is_flagged():
     """A plain loss with min L = 3 (no min_loss given) stops decreasing far above any float floor."""
     def loss(t):
@@ -219,6 +220,7 @@ def test_diverged_covers_a_loss_that_blew_up():
 # --------------------------------------------------------------------------- locate
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("c,dtype", [((1.0, 1.0), "float32"), ((3.0, 3.0), "float32"), ((1.0, 1.0), "float64")])
 def test_locate_on_a_moved_loss(c, dtype):
     """GD's optimum 2/(λmin + λmax) = 0.181818… within 1% (the old locate gave NaN)."""
@@ -234,6 +236,7 @@ def test_locate_on_a_moved_loss(c, dtype):
         assert float(loc.rho_star) == pytest.approx(np.exp(-oracle_rate("sgd", H, eta=want)), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_locate_sigma_star_of_super_acceleration_on_a_5d_loss():
     """σ* of Nakerst's map on the 5-D log-cosh loss, against the linearised oracle's argmax."""
     eta = 0.3 / np.linalg.eigvalsh(H5)[-1]
@@ -269,6 +272,7 @@ def test_locate_rosenbrock_is_stable_or_flagged():
     # reports the fastest converging run, which no linear oracle gives)
 
 
+@pytest.mark.slow
 def test_locate_says_plateau_edge_and_no_contraction():
     """Heavy ball's ρ = √μ over a range of η is a plateau; ρ ≥ 1 everywhere is no optimum; the
     grid's edge is NaN and at_edge, consistently."""
@@ -314,6 +318,7 @@ print(float(loc.learning_rate_star))
 '''
 
 
+@pytest.mark.slow
 def test_locate_finds_a_user_module_through_the_stored_import_paths(tmp_path, monkeypatch):
     mod_dir = tmp_path / "mine"
     mod_dir.mkdir()

@@ -144,6 +144,7 @@ def test_timescale_tends_to_minus_one_over_log_rho():
     np.testing.assert_allclose(long, exact, rtol=2e-3)
 
 
+@pytest.mark.slow
 def test_float32_fast_points_renormalised_vs_naive_underflow():
     """Fast points underflow in float32: a naive ratio of norms loses them; ours does not."""
     k_eta, mu = 0.25, 0.9
@@ -278,6 +279,7 @@ def test_exactly_converging_point_has_infinite_rate():
     assert out["rate"][0] == math.inf and out["rho"][0] == 0.0 and not out["diverged"][0]
 
 
+@pytest.mark.slow
 def test_sharpness_metric_is_the_top_hessian_eigenvalue_at_the_lookahead_point():
     """On quadratic_nd the sharpness is the largest eigenvalue; on eq. (15) it is eigvalsh of the
     dense Hessian at the final look-ahead point θ + σu of a simulate run (independent oracle)."""

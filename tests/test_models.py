@@ -96,6 +96,7 @@ def test_cross_entropy_matches_numpy(rng):
     assert int(correct) == int(np.sum(z.argmax(1) == labels))
 
 
+@pytest.mark.slow
 def test_shapes_and_parameter_counts():
     assert models.nielsen_mlp((30,)).num_params((784,)) == 784 * 30 + 30 + 30 * 10 + 10
     assert models.nielsen_mlp((15, 15)).num_params((784,)) == 784 * 15 + 15 + 15 * 15 + 15 + 15 * 10 + 10

@@ -43,6 +43,7 @@ def objective(hp, steps=80):
     return jnp.log(jnp.sum((t.theta[-1] - landscapes.NAKERST2D_MINIMUM) ** 2)) + 0.1 * jnp.mean(t.loss)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hp", [(0.01, 0.9, 2.0), (0.005, 0.8, 4.0)])
 def test_gradient_wrt_hyperparameters_matches_finite_differences(hp):
     hp = jnp.array(hp)
@@ -90,6 +91,7 @@ def test_bad_arguments(kwargs, match):
 # --------------------------------------------------------------------------- Hessian metrics (issue #14)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule", [optim.super_accelerated(0.05, 0.9, 3.0), optim.rmsprop_sa(0.01, 0.9, 2.0)])
 def test_tracked_sharpness_on_quadratic_nd_is_the_largest_eigenvalue(rule):
     eig = np.array([0.2, 0.7, 1.5, 4.0, 9.0])
@@ -104,6 +106,7 @@ def test_tracked_sharpness_on_quadratic_nd_is_the_largest_eigenvalue(rule):
     assert (t.hessian.preconditioned_sharpness is None) == (rule.name != "rmsprop_sa")
 
 
+@pytest.mark.slow
 def test_sharpness_is_taken_at_the_lookahead_point():
     """Rosenbrock (curvature varies): record i equals eigvalsh of the Hessian at θ_i + σ u_{i−1}."""
     land = landscapes.rosenbrock()
@@ -119,6 +122,7 @@ def test_sharpness_is_taken_at_the_lookahead_point():
             assert abs(at_theta / ref[0] - 1) > 1e-6  # θ and the look-ahead point really differ
 
 
+@pytest.mark.slow
 def test_preconditioned_sharpness_along_adam_sa():
     eig = np.array([0.5, 2.0, 6.0])
     land = landscapes.quadratic_nd(eig, rotation_seed=2)
@@ -133,6 +137,7 @@ def test_preconditioned_sharpness_along_adam_sa():
         np.testing.assert_allclose(t.hessian.preconditioned_sharpness[j], ref, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_hessian_trace_vmaps_over_hyperparameters():
     land = landscapes.rosenbrock()
     f = jax.jit(jax.vmap(lambda s: dynsim.simulate(optim.super_accelerated(1e-4, 0.9, s), land,

@@ -88,6 +88,7 @@ def test_vmapped_grid_equals_each_model_alone_and_compiles_once(tiny):
     assert ds2.attrs["n_chunks"] == 6  # (3, 2, 2) in blocks of (1, 1, 2)
 
 
+@pytest.mark.slow
 def test_metrics_are_in_paper_coordinates(tiny):
     """Full batch: recorded train loss = loss at θ_i of dynsim.simulate (the paper's map);
     the running loss is at the look-ahead point Θ_i = θ_i + σ u_{i-1}, which differs for σ > 0."""
@@ -149,6 +150,7 @@ def test_engine_builds_the_dynsim_optim_rule(tiny, monkeypatch):
     execute.clear_cache()
 
 
+@pytest.mark.slow
 def test_divergent_model_is_flagged_frozen_and_harmless(tiny):
     net = models.softmax_mlp((8,), input_dim=64)
     kw = dict(steps=6, seeds=[0, 1], dtype="float64", progress=False)
@@ -233,6 +235,7 @@ class Tiny(nn.Module):
         return nn.Dense(10)(x)
 
 
+@pytest.mark.slow
 def test_custom_flax_module_with_optax_adam_matches_a_hand_written_loop(tiny):
     model = models.from_module(Tiny(), "cross_entropy", 10, name="tiny")
     steps, lrs = 15, [1e-2, 3e-2]

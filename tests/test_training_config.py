@@ -31,6 +31,7 @@ def test_training_config_killed_twice_and_resumed_is_bit_identical(tmp_path):
     _equal(dynsim.open_result(d).load(), dynsim.open_result(tmp_path / "clean").load())
 
 
+@pytest.mark.slow
 def test_hessian_table_and_the_older_flat_keys_are_one_option():
     base = {"optimizer": "sa", "grid": {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 1.0]},
             "problem": {"model": "nielsen_30", "dataset": "digits", "steps": 4, "train_subset": 100,

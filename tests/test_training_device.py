@@ -29,6 +29,7 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_cpu_scheduler_guard():
     # one host device, as a user's plain `python` has (the deadlock was found there)
     env = {**processes.env(), "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu"}

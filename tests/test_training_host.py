@@ -1,6 +1,7 @@
 """dynsim.training.host: the host-stepped loop gives the device loop's numbers."""
 import jax
 import numpy as np
+import pytest
 
 from dynsim import models
 from dynsim import training as train
@@ -35,6 +36,7 @@ def _assert_equal(a, b, hessian_rtol, rtol=0.0):
             np.testing.assert_array_equal(np.isnan(a[k].values), np.isnan(b[k].values))
 
 
+@pytest.mark.slow
 def test_full_batch_adam_sa_with_hessian(tiny):
     a, b = _both(models.nielsen_mlp((6,), input_dim=64), tiny, "adam_sa", {"learning_rate": 0.01, "sigma": [0.0, 2.0]},
                  steps=6, metrics_every=2, hessian=Hessian(4, k=2, iters=6))
@@ -43,6 +45,7 @@ def test_full_batch_adam_sa_with_hessian(tiny):
     _assert_equal(a, b, 1e-12)
 
 
+@pytest.mark.slow
 def test_minibatch_super_accelerated(tiny):
     a, b = _both(models.nielsen_mlp((6,), input_dim=64), tiny, "super_accelerated",
                  {"learning_rate": 0.5, "momentum": 0.9, "sigma": [0.0, 2.0]}, epochs=2, batch_size=20,
@@ -51,6 +54,7 @@ def test_minibatch_super_accelerated(tiny):
     _assert_equal(a, b, 0)
 
 
+@pytest.mark.slow
 def test_divergence_is_flagged_alike(tiny):
     a, b = _both(models.softmax_mlp((8,), input_dim=64), tiny, "gd", {"learning_rate": [0.1, 1e200]}, steps=4)
     assert a.diverged.values.tolist() == [[False, False], [True, True]]
@@ -58,6 +62,7 @@ def test_divergence_is_flagged_alike(tiny):
     _assert_equal(a, b, 0)
 
 
+@pytest.mark.slow
 def test_cnn_defaults_to_the_host_loop_on_cpu_and_equals_the_device_loop(tiny):
     net = models.cnn((3,), (5,))
     assert kernel.has_convolution(net, (8, 8, 1), "float32")

@@ -52,6 +52,7 @@ def test_store_equals_in_memory_and_resumes_partial_runs(tmp_path, digits):
     np.testing.assert_array_equal(mem.steps_to_test_accuracy.sel(test_accuracy_threshold=0.6).values, first.values)
 
 
+@pytest.mark.slow
 def test_two_devices_equal_one(digits):
     """Sharding splits the batch of models; each model's computation is the same.
 
@@ -121,6 +122,7 @@ def test_two_jax_distributed_processes_give_the_store_of_one(tmp_path, placement
     _equal(got, one)
 
 
+@pytest.mark.slow
 def test_old_stores_open_in_the_new_layout_and_refuse_a_resume(tmp_path, digits):
     """A store written with the old minibatch layout (dim 'epoch', epochs_to_*) reads as today's."""
     kw = dict(epochs=2, batch_size=60, metrics_every=2, seeds=[0], progress=False,

@@ -28,6 +28,7 @@ def test_minibatches_are_seeded_and_cover_each_example_once():
         train.epoch_batches(0, 0, 10, 11)
 
 
+@pytest.mark.slow
 def test_engine_feeds_exactly_those_minibatches(tiny):
     """A plain float64 loop over epoch_batches with θ ← θ − η∇L reproduces the engine."""
     net = _net()
@@ -73,6 +74,7 @@ def _dense_eigs(loss, params):
     return np.linalg.eigvalsh(np.asarray(jax.hessian(lambda f: loss(unravel(f)))(flat)))[::-1]
 
 
+@pytest.mark.slow
 def test_sharpness_is_dense_hessian_spectrum_at_the_lookahead_point(tiny):
     """float64, σ = 2: every Hessian record equals eigvalsh of jax.hessian of the full training loss
     at Θ (the replayed optax parameters); Hessian(at='theta') gives the one at θ = rule.to_paper(Θ)."""
@@ -98,6 +100,7 @@ def test_sharpness_is_dense_hessian_spectrum_at_the_lookahead_point(tiny):
     assert ds.attrs["hessian_at"] == "lookahead" and ds_t.attrs["hessian_at"] == "theta"
 
 
+@pytest.mark.slow
 def test_preconditioned_sharpness_of_adam_sa_matches_oracle(tiny):
     net = _net()
     ds = train.train("adam_sa", net, tiny, {"learning_rate": 0.05, "sigma": [1.0]}, steps=4, seeds=[0],
@@ -120,6 +123,7 @@ def test_preconditioned_sharpness_of_adam_sa_matches_oracle(tiny):
         assert got == pytest.approx(ref, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_hessian_records_vmapped_equal_alone_and_nan_between(tiny):
     """A σ × seed grid in one program == each model alone (chunk_size=1); NaN at off-records."""
     net = _net()

@@ -31,6 +31,7 @@ def _streamed_equals_replicated(streamed, replicated):
     check(streamed, replicated)
 
 
+@pytest.mark.slow
 def test_auto_streams_when_the_data_do_not_fit(digits, monkeypatch):
     from dynsim.engine import platform
 

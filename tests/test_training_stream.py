@@ -45,6 +45,7 @@ def _streamed_equals_replicated(streamed, replicated):
     assert set(streamed.data_vars) == set(replicated.data_vars)
 
 
+@pytest.mark.slow
 def test_streamed_minibatches_equal_replicated_with_store_and_resume(tmp_path, digits, monkeypatch):
     """Stream == replicate: several seeds, chunks splitting the seeds (a padded slot), blocks cut
     into segments of 2 + 2 + 1 steps, 2 devices; a partial streamed run into a store (some of
@@ -79,6 +80,7 @@ def test_streamed_minibatches_equal_replicated_with_store_and_resume(tmp_path, d
     assert execute.trace_count() == n0
 
 
+@pytest.mark.slow
 def test_streamed_single_batch_evaluation_is_bitwise(digits):
     """With every evaluated set in one eval batch (the default eval_batch) nothing differs: bitwise."""
     kw = dict(epochs=2, batch_size=40, metrics_every=3, seeds=[0, 5], progress=False)
@@ -91,6 +93,7 @@ def test_streamed_single_batch_evaluation_is_bitwise(digits):
     _equal(stream, rep)
 
 
+@pytest.mark.slow
 def test_stream_loop_equals_the_device_loop_bit_for_bit(digits):
     """The stream loop against the device loop called directly, on one chunk: every record equal bitwise
     (each evaluated set one eval batch, one segment per block), the final carry too (parameters,

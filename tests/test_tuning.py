@@ -16,6 +16,7 @@ from dynsim import tuning as tune
 # --------------------------------------------------------------------------- 1-D quadratic: σ*
 
 
+@pytest.mark.slow
 def test_tune_recovers_critical_sigma():
     """|σ̂ − σ*| < 1e-3 (absolute) over several (kη, μ), all from σ₀ = 0, in one vmapped call."""
     pairs = [(0.01, 0.9), (0.05, 0.99), (0.1, 0.9), (0.3, 0.5), (0.5, 0.0), (0.02, 0.7)]
@@ -71,6 +72,7 @@ def spectrum_optimal_sigma(eig, lr, mu):
     return s, float(rate(s))
 
 
+@pytest.mark.slow
 def test_tune_recovers_spectrum_optimal_sigma():
     eig = [0.2, 1.0, 3.0, 10.0]
     combos = [(0.05, 0.9), (0.02, 0.9), (0.1, 0.8), (0.03, 0.5), (0.15, 0.9)]
@@ -118,6 +120,7 @@ def test_tune_eq15_finds_a_converging_sigma_not_a_trap():
 # --------------------------------------------------------------------------- objectives and plumbing
 
 
+@pytest.mark.slow
 def test_smoothed_rate_and_soft_steps_are_exact_on_known_sequences():
     ell = np.log(0.8) * np.arange(200.0) + 0.3
     for taper in tune.TAPERS:
@@ -138,6 +141,7 @@ def test_smoothed_rate_and_soft_steps_are_exact_on_known_sequences():
     assert soft == pytest.approx(float(out["steps_to_eps"][0]), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_lognorm_objectives_match_plain_simulation_and_survive_float32():
     land = landscapes.quadratic_nd([0.5, 2.0, 7.0], rotation_seed=2)
     th0 = jnp.array([1.0, -0.5, 0.25])
@@ -270,6 +274,7 @@ def test_tune_landscape_params_of_a_named_landscape():
     np.testing.assert_array_equal(a.params["sigma"], b.params["sigma"])
 
 
+@pytest.mark.slow
 def test_tune_starts_are_paired_not_an_outer_product():
     starts = {"sigma": [0.0, 2.0, 4.0], "learning_rate": [0.05, 0.1, 0.2]}
     res = tune.tune("sa", "quadratic", jnp.ones(1), free={"sigma": 0.0}, hyper={"momentum": 0.9}, starts=starts,

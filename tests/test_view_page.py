@@ -20,6 +20,7 @@ def test_one_swept_dimension_and_a_one_long_dimension(tmp_path):
     assert '"sel-sigma"' in html and '"sel-k_eta"' not in html     # no selector for a 1-long dim
 
 
+@pytest.mark.slow
 def test_build_refuses_a_page_of_the_other_kind(land_store):
     with pytest.raises(ValueError, match=r"build\(live=True\) needs a PageData\(static=False\)"):
         dview.build(vp.page(land_store, static=True), live=True)

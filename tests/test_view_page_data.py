@@ -27,6 +27,7 @@ def test_slice_reads_the_store_and_strides_large_axes(land_store):
         page.slice2d("rate", "sigma", "sigma", {})
 
 
+@pytest.mark.slow
 def test_seed_reductions_and_training_defaults(train_store):
     page = vp.page(train_store)
     ds = page.ds
@@ -66,6 +67,7 @@ def test_trajectory_is_simulate_at_the_clicked_point(land_store):
     assert t["labels"][:2] == ["θ", "m (θ_i − θ_(i−1))"] and "sigma=" in t["labels"][2]
 
 
+@pytest.mark.slow
 def test_training_curves_and_exact_threshold(train_store):
     page = vp.page(train_store)
     ds = page.ds

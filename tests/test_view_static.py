@@ -12,6 +12,7 @@ import dynsim  # noqa: E402
 from dynsim import view as dview  # noqa: E402
 
 
+@pytest.mark.slow
 def test_static_html_is_self_contained(land_store, tmp_path):
     path = dview.save_html(land_store, tmp_path / "page.html")
     html = path.read_text()
