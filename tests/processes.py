@@ -123,3 +123,18 @@ def assert_same_dataset(a, b, skip=()) -> None:
             np.testing.assert_array_equal(a[k].values, b[k].values, err_msg=k)
     for d in a.dims:
         np.testing.assert_array_equal(a[d].values, b[d].values)
+
+
+def stopped_sweep(optimizer, landscape, grid, steps, metrics=None, *, stop_after: int, out, progress=False, **kw):
+    """``dynsim.sweep`` stopped after ``stop_after`` chunks, as a kill between chunks would stop it.
+
+    The engine's own hook (``run_plan(stop_after=)``); the plan is made as ``dynsim.sweep``
+    makes it, so ``dynsim.sweep`` resumes the store.
+    """
+    from dynsim.engine import plan, platform, runner
+
+    run_kw = {k: kw.pop(k) for k in ("devices", "block_size", "chunks") if k in kw}
+    p = plan.make_plan(optimizer, landscape, grid, steps, metrics=metrics, default_unroll=platform.default_unroll(),
+                       **kw)
+    return runner.run_plan(p, out=out, progress=progress, stop_after=stop_after, **run_kw)
+

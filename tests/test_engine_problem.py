@@ -234,7 +234,7 @@ def test_lambda_landscape_resumes_only_with_the_same_function(tmp_path):
     grid = {"learning_rate": np.geomspace(1e-3, 1e-2, 6), "b1": np.array([0.5, 0.9])}
     loss = lambda t: (t[0] - 1.0) ** 2 + 3.0 * (t[1] + 0.5) ** 2  # noqa: E731
     kw = dict(theta0=[0.0, 0.0], progress=False, chunk_size=2)
-    partial = dynsim.sweep(optax.adam, loss, grid, 128, out=tmp_path / "r", _stop_after=2, **kw)
+    partial = processes.stopped_sweep(optax.adam, loss, grid, 128, out=tmp_path / "r", stop_after=2, **kw)
     assert not partial.attrs["complete"]
     other = lambda t: (t[0] - 1.0) ** 2 + 4.0 * (t[1] + 0.5) ** 2  # noqa: E731 - same name, other code
     with pytest.raises(ValueError, match="fingerprint"):

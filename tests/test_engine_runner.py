@@ -108,7 +108,7 @@ def test_sharding_over_8_devices_equals_one_device():
 def test_store_roundtrip_and_resume_after_interruption(tmp_path):
     kw = dict(metrics=["rate", "steps_to_eps", "diverged"], progress=False, chunk_size=5)
     mem = dynsim.sweep("sa", "quadratic", SMALL, 512, **kw)
-    part = dynsim.sweep("sa", "quadratic", SMALL, 512, out=tmp_path / "d", _stop_after=2, **kw)
+    part = processes.stopped_sweep("sa", "quadratic", SMALL, 512, out=tmp_path / "d", stop_after=2, **kw)
     assert not part.attrs["complete"]
     assert np.isnan(part.rate.values).sum() > 0  # unfinished chunks read as fill values
     assert len((tmp_path / "d" / "progress.log").read_text().split()) == 2

@@ -5,6 +5,7 @@ import pathlib
 import shlex
 
 import numpy as np
+import processes
 import pytest
 
 import dynsim
@@ -32,7 +33,7 @@ def test_lazy_read_of_a_damaged_chunk_is_a_clear_corrupt_error(tmp_path):
 
 def test_open_result_reports_completion_and_missing_pieces(tmp_path):
     d = tmp_path / "p"
-    dynsim.sweep("sa", "quadratic", SMALL, 256, ["rate"], progress=False, out=d, chunk_size=13, _stop_after=1)
+    processes.stopped_sweep("sa", "quadratic", SMALL, 256, ["rate"], out=d, chunk_size=13, stop_after=1)
     ds = dynsim.open_result(d)
     assert ds.attrs["complete"] is False
     assert np.isnan(ds.rate.isel(k_eta=1).values).all()  # not run yet: the fill value

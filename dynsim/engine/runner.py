@@ -77,7 +77,6 @@ def sweep(
     progress: bool = True,
     chunks: slice | None = None,
     options: _metrics.MetricConfig | None = None,
-    _stop_after: int | None = None,
 ):
     r"""Run ``optimizer`` on ``landscape`` at every point of ``grid``; return an ``xarray.Dataset``.
 
@@ -138,8 +137,7 @@ def sweep(
     plan = make_plan(optimizer, landscape, grid, steps, metrics=metrics, theta0=theta0,
                      landscape_params=landscape_params, dtype=dtype, seed=seed, chunk_size=chunk_size,
                      default_unroll=_platform.default_unroll(), options=options)
-    return run_plan(plan, out=out, progress=progress, devices=devices, block_size=block_size, chunks=chunks,
-                    stop_after=_stop_after)
+    return run_plan(plan, out=out, progress=progress, devices=devices, block_size=block_size, chunks=chunks)
 
 
 def _attrs(plan: Plan, n_devices: int) -> dict:
