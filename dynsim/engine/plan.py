@@ -234,6 +234,9 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
               default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
     """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments."""
     opt = resolve_optimizer(optimizer)
+    if isinstance(grid, (list, tuple)) and grid and all(isinstance(g, Mapping) for g in grid):
+        raise ValueError("grid: a list of points is taken by dynsim.train but not yet by dynsim.sweep; give a "
+                         "mapping (arrays are outer-product axes, numbers are fixed), or one all-scalar grid per point")
     if not isinstance(grid, Mapping):
         raise ValueError(f"grid must be a mapping of names to arrays or scalars, got {type(grid).__name__}")
     parsed = parse_grid(grid)  # the one grid parser: axes, fixed numbers, static booleans
