@@ -15,7 +15,10 @@ import dynsim
         (dict(grid={"learning_rate": np.array([0.1, -0.1]), "momentum": 0.9, "sigma": 1.0}),
          r"grid\['learning_rate'\]"),
         (dict(grid={}), "grid"),
-        (dict(grid=[{"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}]), "a list of points is taken by dynsim.train"),
+        (dict(grid=[{"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}, {"k_eta": 0.2, "momentum": 0.9}]),
+         "same hyperparameters"),
+        (dict(grid=[{"k_eta": -0.1, "momentum": 0.9, "sigma": 1.0}]), r"grid\['k_eta'\]"),
+        (dict(grid="k_eta=0.1"), "mapping"),
         (dict(grid={"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}), None),  # numbers only: one point
         (dict(steps=100.0), "steps=100.0 must be an integer"),
         (dict(grid={"k_eta": np.array([]), "momentum": 0.9, "sigma": 1.0}), r"grid\['k_eta'\]"),

@@ -8,8 +8,8 @@ import processes
 import pytest
 
 import dynsim
+from dynsim import analysis, landscapes, optim
 from dynsim import engine as sw
-from dynsim import landscapes, optim
 from dynsim.metrics import MetricConfig, run_metrics
 
 SMALL = {"k_eta": np.array([0.01, 0.1]), "momentum": 0.9, "sigma": np.linspace(0.0, 12.0, 13)}
@@ -150,3 +150,26 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     cfg, _ = sw.load_config(cfg_path)
     ref, _ = sw.run_config(cfg, tmp_path / "ref", progress=False)
     processes.assert_same_dataset(sw.open_result(d).load(), ref)
+
+
+def test_a_list_of_points_is_one_config_dim_equal_to_each_point_alone(tmp_path):
+    """Points vary together along ``config`` (never an outer product), each as its own one-point sweep."""
+    pts = [{"k_eta": 0.1, "momentum": 0.9, "sigma": 1.0}, {"k_eta": 0.02, "momentum": 0.5, "sigma": 3.0},
+           {"k_eta": 0.3, "momentum": 0.5, "sigma": 0.0}, {"k_eta": 0.05, "momentum": 0.95, "sigma": 9.0}]
+    kw = dict(metrics=["rate", "final_loss", "diverged"], progress=False, dtype="float64")
+    ds = dynsim.sweep("super_accelerated", "quadratic", pts, 4096, chunk_size=3, out=tmp_path / "p", **kw)
+    assert dict(ds.sizes) == {"config": 4} and ds.attrs["complete"]
+    np.testing.assert_array_equal(ds.config.values, np.arange(4))
+    for i, p in enumerate(pts):
+        assert {k: float(ds[k][i]) for k in p} == p  # each hyperparameter is a coordinate along config
+        one = dynsim.sweep("super_accelerated", "quadratic", p, 4096, **kw)  # the point alone
+        for m in ("rate", "final_loss", "diverged"):
+            assert float(ds[m][i]) == float(one[m]), (i, m)
+        # and the closed form of the map (Nakerst eq. (4) on kθ²/2): the rate is -ln ρ
+        rho = float(analysis.spectral_radius(p["k_eta"], p["momentum"], p["sigma"]))
+        np.testing.assert_allclose(float(ds.rate[i]), -np.log(rho), rtol=1e-3)
+    reopened = dynsim.open_result(tmp_path / "p")  # the store holds the points as coordinates too
+    np.testing.assert_array_equal(reopened.sigma.values, [p["sigma"] for p in pts])
+    again = dynsim.sweep("super_accelerated", "quadratic", pts, 4096, chunk_size=3, out=tmp_path / "p", **kw)
+    processes.assert_same_dataset(again, ds)  # the same sweep: resumed (nothing left), not refused
+

@@ -211,7 +211,8 @@ def chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
                        "land_static": plan.config["landscape_params"], "rule_args": list(plan.rule_args),
                        "steps": plan.steps, "metrics": list(plan.metrics), "dtype": plan.dtype,
                        "options": _options(plan), "local": layout.local, "block": layout.block_points,
-                       "n_devices": n_devices, "theta_dim": len(plan.theta0)}, sort_keys=True, default=str)
+                       "n_devices": n_devices, "theta_dim": len(plan.theta0), "points": sorted(plan.points)},
+                      sort_keys=True, default=str)
     return cached(("chunk", _problem_key(plan), spec), lambda: _build_chunk_kernel(plan, layout, n_devices))
 
 
@@ -223,6 +224,7 @@ def _build_chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
 
     dims, shape = list(plan.dims), list(plan.shape)
     strides = [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+    listed = sorted(plan.points)  # a list of points: these vary together along the one dim "config"
     fixed_names = sorted(plan.fixed)
     dtype = jnp.dtype(plan.dtype)
     local, block = layout.local, layout.block_points
@@ -232,6 +234,8 @@ def _build_chunk_kernel(plan: Plan, layout: Layout, n_devices: int):
 
     def run_block(coords, fixed, theta0, flat):
         vals = {name: coords[d][(flat // strides[d]) % shape[d]] for d, name in enumerate(dims)}
+        for j, name in enumerate(listed):  # (none for a grid of axes: the same program as before)
+            vals[name] = coords[len(dims) + j][flat % shape[0]]
         vals.update({name: jnp.broadcast_to(fixed[name], flat.shape) for name in fixed_names})
         hyper, land = _hyper_values(plan, vals, dtype)
         # Materialise the per-point values: otherwise XLA may fuse the index arithmetic and
@@ -269,7 +273,8 @@ def run_chunks(plan: Plan, layout: Layout, n_devices: int, todo, write: Callable
     fn, mesh = chunk_kernel(plan, layout, n_devices)
     npdt = np.dtype(plan.dtype)
     rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    coords = jax.device_put([np.asarray(c, npdt) for c in plan.coords], rep)
+    per_dim = [*plan.coords, *(plan.points[n] for n in sorted(plan.points))]  # the kernel's order
+    coords = jax.device_put([np.asarray(c, npdt) for c in per_dim], rep)
     fixed = jax.device_put({k: np.asarray(v, npdt) for k, v in plan.fixed.items()}, rep)
     theta0 = jax.device_put(np.asarray(plan.theta0, npdt), rep)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -47,6 +47,8 @@ class Plan:
       theta0: the initial point (float64, 1-D).
       dtype: ``"float32"`` or ``"float64"``.
       options: the resolved :class:`dynsim.metrics.MetricConfig`.
+      points: for a grid given as a list of points, each hyperparameter's value at each
+        point, along the one dim ``config`` (whose coordinate is the point's index); else empty.
     """
 
     config: dict
@@ -62,6 +64,7 @@ class Plan:
     theta0: np.ndarray
     dtype: str
     options: _metrics.MetricConfig
+    points: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -197,7 +200,7 @@ def _metric_options(options, steps: int, dtype: str, linear: bool, default_unrol
 
 
 def _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper, theta0, steps, metrics, dtype,
-                 seed, cfg, chunk_size, squeeze, fp) -> dict:
+                 seed, cfg, chunk_size, squeeze, fp, points) -> dict:
     """The plan's JSON config: what the store records and a resume must reproduce exactly."""
     config = {
         "optimizer": opt.name,
@@ -218,6 +221,8 @@ def _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper,
     }
     if squeeze:  # only for one-point grids: other configs (and their stores) are unchanged
         config["squeeze"] = squeeze
+    if points:  # only for lists of points: the hyperparameters along "config"
+        config["points"] = {k: [_canon_float(x) for x in v] for k, v in points.items()}
     if cfg.floor_eps is not None:
         config["options"]["floor_eps"] = float(cfg.floor_eps)
     if fp is not None:
@@ -229,17 +234,19 @@ def _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper,
     return config
 
 
-def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=None, theta0=None,
-              landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
+def make_plan(optimizer, landscape, grid: Mapping[str, Any] | Sequence[Mapping[str, float]], steps, *,
+              metrics=None, theta0=None, landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
               default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
     """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments."""
     opt = resolve_optimizer(optimizer)
-    if isinstance(grid, (list, tuple)) and grid and all(isinstance(g, Mapping) for g in grid):
-        raise ValueError("grid: a list of points is taken by dynsim.train but not yet by dynsim.sweep; give a "
-                         "mapping (arrays are outer-product axes, numbers are fixed), or one all-scalar grid per point")
-    if not isinstance(grid, Mapping):
-        raise ValueError(f"grid must be a mapping of names to arrays or scalars, got {type(grid).__name__}")
-    parsed = parse_grid(grid)  # the one grid parser: axes, fixed numbers, static booleans
+    if not isinstance(grid, (Mapping, list, tuple)):
+        raise ValueError(f"grid must be a mapping of names to arrays or scalars, or a list of points "
+                         f"(mappings of names to numbers), got {type(grid).__name__}")
+    parsed = parse_grid(grid)  # the one grid parser: axes, fixed numbers, static booleans, or points
+    # a list of points: one dim "config"; each hyperparameter varies along it (never an outer product)
+    points = {k: v for k, (d, v) in parsed.coords.items() if k != "config" and d == ("config",)} \
+        if parsed.listed is not None else {}
+    names = list(points) if points else list(grid)
     steps = _check_steps(steps)
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype={dtype!r} must be 'float32' or 'float64'")
@@ -247,7 +254,7 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
         raise ValueError("dtype='float64' needs jax_enable_x64 (dynsim --x64)")
     landscape_params = dict(landscape_params or {})
     axes = {name: (parsed.coords[name][1] if name in parsed.coords else parsed.fixed.get(name, parsed.static.get(name)))
-            for name in grid}
+            for name in names}
     # names the optimizer does not take are the landscape's: they tell a factory from a loss
     land = resolve_landscape(landscape, {**landscape_params, **{
         k: v for k, v in axes.items() if k not in opt.params and k != "k_eta"}})
@@ -258,23 +265,27 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
                              f"(it takes {', '.join(land.params) or 'none'})")
 
     dims: list[str] = list(parsed.dims)
-    coords: list[np.ndarray] = [parsed.coords[d][1] for d in dims]
+    coords: list[np.ndarray] = [np.asarray(parsed.coords[d][1], np.float64) for d in dims]
+    swept = list(points) if points else dims  # the names that vary per point
     fixed: dict[str, float] = dict(parsed.fixed)
     static_hyper: dict[str, Any] = dict(parsed.static)
     land_swept = _landscape_axes(axes, opt, land, is_quadratic, landscape_params)
     squeeze = []
     if not dims:  # numbers only: ONE point, run as a 1-long axis of its first number, squeezed from the result
-        first = next((name for name in grid if name in fixed), None)
+        first = next((name for name in names if name in fixed), None)
         if first is None:
             raise ValueError("grid: no number to run at; give hyperparameter values")
         dims, coords, squeeze = [first], [np.array([fixed.pop(first)])], [first]
+        swept = dims
     check_points([len(c) for c in coords])
-    if "k_eta" in grid and "learning_rate" in grid:
+    if "k_eta" in names and "learning_rate" in names:
         raise ValueError("grid: give either 'k_eta' or 'learning_rate', not both")
 
     def values_of(name):
         if name in fixed:
             return np.array([fixed[name]])
+        if name in points:
+            return points[name]
         if name in dims:
             return coords[dims.index(name)]
         return None
@@ -284,14 +295,14 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
         if v is not None and np.any(v < 0):
             raise ValueError(f"grid[{name!r}]: negative values (min {v.min():g}); learning rates must be >= 0")
 
-    rule_args = tuple(n for n in list(dims) + list(fixed) + list(static_hyper)
+    rule_args = tuple(n for n in list(swept) + list(fixed) + list(static_hyper)
                       if n not in land_swept and n != "k_eta")
     if "k_eta" in axes:
         rule_args += ("learning_rate",)
     if opt.builtin:
-        _check_builtin_rule(opt, dims, fixed, static_hyper, values_of, "k_eta" in axes)
+        _check_builtin_rule(opt, swept, fixed, static_hyper, values_of, "k_eta" in axes)
         # fixed rule defaults become runtime scalars too (never baked into the program)
-        provided = set(dims) | set(fixed) | set(static_hyper) | ({"learning_rate"} if "k_eta" in axes else set())
+        provided = set(swept) | set(fixed) | set(static_hyper) | ({"learning_rate"} if "k_eta" in axes else set())
         for a in opt.params:
             d = opt.defaults.get(a, inspect.Parameter.empty)
             if a not in provided and a != "lookahead" and not isinstance(d, bool) and d is not inspect.Parameter.empty:
@@ -316,10 +327,10 @@ def make_plan(optimizer, landscape, grid: Mapping[str, Any], steps, *, metrics=N
 
     fp = fingerprint(opt, land, base_hyper, base_land, static_hyper, landscape_params, theta0)
     config = _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper, theta0, steps, metrics,
-                          dtype, seed, cfg, chunk_size, squeeze, fp)
+                          dtype, seed, cfg, chunk_size, squeeze, fp, points)
     return Plan(config=config, optimizer=opt, landscape=land, land_static=landscape_params, dims=dims,
                 coords=coords, fixed=fixed, static_hyper=static_hyper, rule_args=rule_args,
-                land_swept=tuple(land_swept), theta0=theta0, dtype=dtype, options=cfg)
+                land_swept=tuple(land_swept), theta0=theta0, dtype=dtype, options=cfg, points=points)
 
 
 def _check_builtin_rule(opt, dims, fixed, static_hyper, values_of, has_k_eta) -> None:
@@ -520,11 +531,16 @@ def plan_from_config(config: Mapping, **overrides) -> Plan:
     Functions without an import path cannot be found again from a config: pass them as
     ``optimizer=``/``landscape=`` overrides (their fingerprint is checked against the store).
     """
-    grid = {k: np.asarray(v) for k, v in config["grid"].items()}
-    grid.update(config.get("fixed", {}))
-    grid.update(config.get("static", {}))
+    grid: Any
+    if "points" in config:  # a list of points (the rules' defaults in "fixed" are derived again)
+        names = list(config["points"])
+        grid = [dict(zip(names, map(float, vals))) for vals in zip(*config["points"].values())]
+    else:
+        grid = {k: np.asarray(v) for k, v in config["grid"].items()}
+        grid.update(config.get("fixed", {}))
+        grid.update(config.get("static", {}))
     o = _metrics.MetricConfig.from_options(config.get("options", {}))
-    if "k_eta" in grid:
+    if isinstance(grid, dict) and "k_eta" in grid:
         grid.pop("learning_rate", None)
     opt = overrides.pop("optimizer", config["optimizer"])
     land = overrides.pop("landscape", config["landscape"])

@@ -103,9 +103,12 @@ def sweep(
       landscape: a landscape name or :mod:`dynsim.landscapes` factory, a ``Landscape``, a
         user function returning one, a loss ``loss(theta, **params) -> scalar``, or an
         import path. Without a known minimum the distance metrics are unavailable.
-      grid: ``name -> 1-D array`` (swept; one dimension each, in this order) or
-        ``name -> scalar`` (fixed). Names are the optimizer's and the landscape's numeric
-        keyword arguments, and ``k_eta`` (= kη) on the built-in quadratic.
+      grid: ``name -> 1-D array`` (swept; one dimension each, in this order: their outer
+        product) or ``name -> scalar`` (fixed); numbers only are one point. Or a list of points
+        ``[{name: number}, ...]``: one dimension ``config``, each name a coordinate along it
+        (:mod:`dynsim.engine.grid`, as :func:`dynsim.train` reads grids). Names are the
+        optimizer's and the landscape's numeric keyword arguments, and ``k_eta`` (= kη) on the
+        built-in quadratic.
       steps: steps per point.
       metrics: names from :data:`dynsim.metrics.METRICS` (default: all that apply).
       theta0: initial point (required where the landscape has no default).
@@ -160,7 +163,7 @@ def _attrs(plan: Plan, n_devices: int) -> dict:
         "theta0": json.dumps(c["theta0"]),
         "fixed": json.dumps(c["fixed"]),
         "options": json.dumps(c["options"]),
-        "k_eta": "learning_rate = k_eta / k" if ("k_eta" in c["grid"] or "k_eta" in c["fixed"]) else "",
+        "k_eta": "learning_rate = k_eta / k" if "k_eta" in {*c["grid"], *c["fixed"], *c.get("points", ())} else "",
         "config": json.dumps(c, sort_keys=True),
     }
 
@@ -296,7 +299,8 @@ def run_plan(plan: Plan, *, out=None, progress=True, devices=None, block_size=No
                                    stop_after=stop_after)
 
     job = Job(kind="sweep", config=plan.config, layout=layout, grid_dims=list(plan.dims),
-              coords={d: ((d,), c) for d, c in zip(plan.dims, plan.coords)},
+              coords={**{d: ((d,), c) for d, c in zip(plan.dims, plan.coords)},
+                      **{n: (("config",), v) for n, v in plan.points.items()}},
               variables=_store.metric_variables(plan.dims, plan.metrics, plan.dtype), attrs=_attrs(plan, n_dev),
               run=run)
     ds = run_job(job, out=out, progress=progress, chunks=chunks, stop_after=stop_after, source_text=source_text,
