@@ -151,24 +151,24 @@ def _time_numpy_reference(grid, ref_steps: int, repeats: int) -> dict:
     b = ref["rate"]
     both = np.isfinite(a) & np.isfinite(b) & ~ref["diverged"]
     agree = float(np.max(np.abs(a[both] - b[both]))) if np.any(both) else float("nan")
-    ref_times, ref_cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        numpy_reference(KE, MU, SG, ref_steps)
-        ref_times.append(time.perf_counter() - t0)
-        ref_cpu.append(time.process_time() - c0)
-    ref_med = float(np.median(ref_times))
-    return {
-        "points": n,
-        "steps": ref_steps,
-        "times_s": ref_times,
-        "cpu_times_s": ref_cpu,
-        "median_s": ref_med,
-        "point_steps_per_s": n * ref_steps / ref_med,
-        "point_steps_per_cpu_s": n * ref_steps / float(np.median(ref_cpu)),
-        "threads": 1,
-        "max_abs_rate_difference_vs_jax": agree,
-    }
+    runs = [_timed(numpy_reference, KE, MU, SG, ref_steps) for _ in range(repeats)]
+    return {"points": n, "steps": ref_steps, **_summary(runs, n * ref_steps), "threads": 1,
+            "max_abs_rate_difference_vs_jax": agree}
+
+
+def _timed(fn, *args, **kw) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds of this process)`` of one call of ``fn``."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn(*args, **kw)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def _summary(runs, point_steps: int) -> dict:
+    """Repeated ``(wall, cpu)`` timings of ``point_steps`` point-steps: the times, medians and rates."""
+    times, cpu = [r[0] for r in runs], [r[1] for r in runs]
+    med = float(np.median(times))
+    return {"times_s": times, "cpu_times_s": cpu, "median_s": med, "point_steps_per_s": point_steps / med,
+            "point_steps_per_cpu_s": point_steps / float(np.median(cpu))}
 
 
 def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: int = 1024,
@@ -189,11 +189,12 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
         f"{repeats} repeats (load average {load_average()}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
 
     def jax_once(metrics, steps_, **kw):
-        t0, c0 = time.perf_counter(), time.process_time()
-        ds = sw.sweep("super_accelerated", "quadratic", grid, steps_, list(metrics), progress=False,
-                      options=dynsim.metrics.MetricConfig(**kw))
-        np.asarray(ds[metrics[0]].values)
-        return time.perf_counter() - t0, time.process_time() - c0
+        def once():
+            ds = sw.sweep("super_accelerated", "quadratic", grid, steps_, list(metrics), progress=False,
+                          options=dynsim.metrics.MetricConfig(**kw))
+            np.asarray(ds[metrics[0]].values)
+
+        return _timed(once)
 
     out: dict = {
         "device": f"{len(devs)} x {devs[0].device_kind} ({devs[0].platform})",
@@ -218,20 +219,10 @@ def run(points: int = 1 << 18, steps: int = 4096, repeats: int = 5, ref_steps: i
         ms = tuple(metrics) if metrics else tuple(dynsim.metrics.DEFAULT_METRICS)
         t_first, _ = jax_once(ms, steps, **kw)  # includes compilation
         runs = [jax_once(ms, steps, **kw) for _ in range(repeats)]
-        times, cpu = [r[0] for r in runs], [r[1] for r in runs]
-        med = float(np.median(times))
-        out[label] = {
-            "metrics": list(ms),
-            "options": kw,
-            "first_call_s": t_first,
-            "times_s": times,
-            "cpu_times_s": cpu,
-            "median_s": med,
-            "point_steps_per_s": n * steps / med,
-            "point_steps_per_cpu_s": n * steps / float(np.median(cpu)),
-        }
-        say(f"  jax sweep [{label}]: median {med:.3f} s -> {n * steps / med:.3g} point-steps/s "
-            f"({n * steps / float(np.median(cpu)):.3g} per CPU-second; first call incl. compile {t_first:.2f} s)")
+        res = out[label] = {"metrics": list(ms), "options": kw, "first_call_s": t_first,
+                            **_summary(runs, n * steps)}
+        say(f"  jax sweep [{label}]: median {res['median_s']:.3f} s -> {res['point_steps_per_s']:.3g} point-steps/s "
+            f"({res['point_steps_per_cpu_s']:.3g} per CPU-second; first call incl. compile {t_first:.2f} s)")
 
     ref_steps = min(ref_steps, steps)
     out["numpy_reference"] = _time_numpy_reference(grid, ref_steps, repeats)
