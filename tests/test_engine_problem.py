@@ -12,13 +12,13 @@ import numpy as np
 import optax
 import processes
 import pytest
+from oracles import rate_and_timescale
 
 import dynsim
 from dynsim import cli, landscapes, optim
 from dynsim import engine as sw
 from dynsim.landscapes import Landscape
 from dynsim.metrics import MetricConfig, fit_times
-from dynsim.numerics import hann_window_weights
 
 
 def beale(t):
@@ -32,14 +32,9 @@ BEALE_MIN = np.array([3.0, 0.5])
 
 
 def _fit_rate_and_T(y, steps, every, window=0.5):
-    """The metric definitions (dynsim.metrics): Hann-tapered late-window slope, whole-run OLS slope."""
+    """The metric definitions (dynsim.metrics) on an unrescaled run's checkpoints: tests/oracles.py."""
     times = fit_times(steps, every, False, False)
-    yy = y[times.astype(int)]
-    w = hann_window_weights(times, steps, window)
-    sel = w > 0
-    slope = np.polyfit(times[sel], yy[sel], 1, w=np.sqrt(w[sel]))[0]
-    slope_T = np.polyfit(times, yy, 1)[0]
-    return -slope, (-1.0 / slope_T if slope_T < 0 else np.inf)
+    return rate_and_timescale(times, y[times.astype(int)], steps, window)
 
 
 # --------------------------------------------------------------------------- user losses

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from oracles import hann_late, rate_and_timescale
 
 from dynsim import analysis, landscapes, optim, simulate
 from dynsim.metrics import METRICS, MetricConfig, fit_times, run_metrics
@@ -35,29 +36,17 @@ def sa_log_trajectory(k_eta, mu, sigma, steps, theta0=1.0):
     return logn, logd, sgn
 
 
-def hann_late(times, steps, window):
-    inside = times >= steps * (1 - window) - 1e-9
-    n = inside.sum()
-    w = np.zeros_like(times)
-    w[inside] = np.sin(np.pi * (np.arange(n) + 0.5) / n) ** 2
-    return w
-
-
 def oracle_metrics(traj, steps, every, *, window=0.5, eps=1e-6, renormalise=True, per_step=False):
     """The metric definitions of dynsim.metrics, evaluated on a stored float64 trajectory."""
     logn, logd, sgn = traj
     times = fit_times(steps, every, renormalise, per_step)
-    y = logn[times.astype(int)]
-    w = hann_late(times, steps, window)
-    sel = w > 0
-    slope = np.polyfit(times[sel], y[sel], 1, w=np.sqrt(w[sel]))[0]
-    slope_T = np.polyfit(times, y, 1)[0]
+    rate, timescale = rate_and_timescale(times, logn[times.astype(int)], steps, window)
     above = np.nonzero(logd > math.log(eps) + logd[0])[0]
     last = above.max() if above.size else -1
     past = np.where(sgn == -sgn[0], logd, -np.inf)
     return {
-        "rate": -slope,
-        "timescale": -1 / slope_T if slope_T < 0 else np.inf,
+        "rate": rate,
+        "timescale": timescale,
         "steps_to_eps": last + 1 if last < steps else np.nan,
         "overshoot": math.exp(past.max() - logd[0]),
         "final_distance": math.exp(logd[-1]),
