@@ -131,10 +131,9 @@ def stopped_sweep(optimizer, landscape, grid, steps, metrics=None, *, stop_after
     The engine's own hook (``run_plan(stop_after=)``); the plan is made as ``dynsim.sweep``
     makes it, so ``dynsim.sweep`` resumes the store.
     """
-    from dynsim.engine import plan, platform, runner
+    from dynsim.engine import plan, runner
 
     run_kw = {k: kw.pop(k) for k in ("devices", "block_size", "chunks") if k in kw}
-    p = plan.make_plan(optimizer, landscape, grid, steps, metrics=metrics, default_unroll=platform.default_unroll(),
-                       **kw)
+    p = plan.make_plan(optimizer, landscape, grid, steps, metrics=metrics, **kw)
     return runner.run_plan(p, out=out, progress=progress, stop_after=stop_after, **run_kw)
 

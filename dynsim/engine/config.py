@@ -20,7 +20,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from dynsim.engine import platform as _platform
 from dynsim.engine.optimum import locate
 from dynsim.engine.plan import MAX_POINTS, make_plan
 from dynsim.engine.runner import estimate, run_plan
@@ -149,7 +148,7 @@ def _plan_of(cfg: Mapping, chunk_size):
         theta0=cfg.get("theta0"), landscape_params=cfg.get("landscape_params"),
         dtype=cfg.get("dtype", "float32"), seed=cfg.get("seed", 0),
         chunk_size=chunk_size if chunk_size is not None else cfg.get("chunk_size"),
-        default_unroll=_platform.default_unroll(), options=MetricConfig.from_options(opts))
+        options=MetricConfig.from_options(opts))
     return plan, block_size
 
 

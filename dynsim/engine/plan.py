@@ -17,6 +17,7 @@ import numpy as np
 
 from dynsim import metrics as _metrics
 from dynsim.checks import check_int
+from dynsim.engine import platform as _platform
 from dynsim.engine.grid import parse_grid
 from dynsim.engine.problem import LandscapeSpec, fingerprint, resolve_landscape
 from dynsim.numerics import x64_enabled
@@ -236,8 +237,14 @@ def _plan_config(opt, land, landscape_params, dims, coords, fixed, static_hyper,
 
 def make_plan(optimizer, landscape, grid: Mapping[str, Any] | Sequence[Mapping[str, float]], steps, *,
               metrics=None, theta0=None, landscape_params=None, dtype: str = "float32", seed: int = 0, chunk_size=None,
-              default_unroll: int = 4, options: _metrics.MetricConfig | None = None) -> Plan:
-    """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments."""
+              default_unroll: int | None = None, options: _metrics.MetricConfig | None = None) -> Plan:
+    """Resolve and validate everything; see :func:`dynsim.sweep` for the arguments.
+
+    ``default_unroll``: the scan unroll where ``options`` gives none (default: this platform's,
+    :func:`dynsim.engine.platform.default_unroll`), so every caller plans a sweep alike.
+    """
+    if default_unroll is None:
+        default_unroll = _platform.default_unroll()
     opt = resolve_optimizer(optimizer)
     if not isinstance(grid, (Mapping, list, tuple)):
         raise ValueError(f"grid must be a mapping of names to arrays or scalars, or a list of points "

@@ -139,7 +139,7 @@ def sweep(
     _platform.warn_if_unconfigured()
     plan = make_plan(optimizer, landscape, grid, steps, metrics=metrics, theta0=theta0,
                      landscape_params=landscape_params, dtype=dtype, seed=seed, chunk_size=chunk_size,
-                     default_unroll=_platform.default_unroll(), options=options)
+                     options=options)
     return run_plan(plan, out=out, progress=progress, devices=devices, block_size=block_size, chunks=chunks)
 
 
