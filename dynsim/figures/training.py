@@ -141,9 +141,7 @@ def nakerst_fig5(out: pathlib.Path, quick: bool = False) -> None:
         ax.set_xlabel("step (= epoch, full batch)")
     extra = f"; seed 0 bold, seeds {seeds[1:]} faint" if len(seeds) > 1 else ""
     fig.suptitle(f"Nakerst Fig. 5 — full-batch GD on {name}, η={ETA}, g={MOMENTUM}{extra}")
-    fig.tight_layout()
-    fig.savefig(out / "nakerst_fig5.png", dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / "nakerst_fig5.png", dpi=120)
 
     # ---- numbers for the notes
     checkpoints = [s for s in (10, 25, 50, 100, 200, 400) if s <= steps]
@@ -292,9 +290,7 @@ def nakerst_fig6(out: pathlib.Path, quick: bool = False) -> None:
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Nakerst Fig. 6 — minibatch {bs}, {net.name.split(' ')[0]}, η={ETA}, g={MOMENTUM}, "
                  f"3 seeds ({name})")
-    fig.tight_layout()
-    fig.savefig(out / "nakerst_fig6.png", dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / "nakerst_fig6.png", dpi=120)
 
     acc = r.test_accuracy.swap_dims(step="epoch")  # the tables below are per epoch
     marks = sorted({1, 5, 10, epochs} & set(range(1, epochs + 1)))
@@ -417,9 +413,7 @@ def _wu_plot(runs, out, fname, title):
         ax.set_xlabel("epoch")
     axes[0, 0].legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out / fname, dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / fname, dpi=120)
 
 
 def _csv_runs(runs):

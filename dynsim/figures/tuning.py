@@ -180,9 +180,7 @@ def tune_quadratic(out: pathlib.Path, quick: bool = False) -> None:
     a.set(xlabel="step", ylabel="‖θ − θ*‖", title=f"(d) eq. (15), η=0.01, μ=0.9, start (−1, −3.8); "
           f"{len(eq15_starts)} starts σ₀ ∈ [{min(eq15_starts)}, {max(eq15_starts)}]")
     a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "tune_quadratic.png", dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / "tune_quadratic.png", dpi=120)
 
     # ---- CSVs
     rows: dict[str, list[Any]] = {
@@ -440,9 +438,7 @@ def _chaos_render(out: pathlib.Path, full: dict, trunc: dict, cfg: dict) -> None
     for a in ax.ravel():
         a.legend(fontsize=6)
     ax[0, 0].title.set_fontsize(9)
-    fig.tight_layout()
-    fig.savefig(out / "hypergrad_chaos.png", dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / "hypergrad_chaos.png", dpi=120)
     _io.save_csv(out / "hypergrad_chaos.csv", rows)
     _io.save_csv(out / "hypergrad_truncated.csv", trows)
     _io.save_config(out, "hypergrad-chaos", cfg)
@@ -613,9 +609,7 @@ def tune_mnist(out: pathlib.Path, quick: bool = False) -> None:
     a.axvline(horizon, color="k", ls=":", lw=0.8, label=f"tuning horizon {horizon}")
     a.set(xlabel="full-batch step", ylabel="validation loss (mean over inits)", title="(c) validation curves")
     a.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "tune_mnist.png", dpi=120)
-    plt.close(fig)
+    _io.save_figure(fig, out / "tune_mnist.png", dpi=120)
 
     _io.save_csv(out / "grid_sigma.csv", {"sigma": sigma_grid, "val_loss_mean": g1_mean, "val_loss_std": g1_std})
     ee, sg = np.meshgrid(eta_grid, sigma_grid2, indexing="ij")
